@@ -1,0 +1,36 @@
+# One target per task; CI runs the same targets (.ci/run -> make test).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test check bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## make run: start camvault on 127.0.0.1:8000 with its data in ./camvault-data
+run: $(STAMP)
+	$(BIN)/camvault serve
+
+## make test: install what the tests need (git-lfs, chromium) and run the whole suite
+test: $(STAMP)
+	scripts/test-deps
+	$(MAKE) check
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## make check: lint, format check and strict typing
+check: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy --strict
+
+## make bench: run every benchmark in bench/ and print the numbers
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info src/*.egg-info

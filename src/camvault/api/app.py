@@ -1,0 +1,66 @@
+"""``create_app(settings)``: the ASGI application. Nothing happens at import time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+from camvault.api import routes_auth, routes_files
+from camvault.api.errors import install_error_handlers
+from camvault.core import Camvault
+from camvault.settings import Settings
+
+
+def create_app(settings: Settings, camvault: Camvault | None = None) -> FastAPI:
+    """Build the app from explicit settings; the vault opens in the lifespan."""
+    camvault = camvault or Camvault(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await camvault.open()
+        try:
+            yield
+        finally:
+            camvault.close()
+
+    app = FastAPI(
+        title="camvault",
+        version="0.1.0",
+        summary="Check CAM files out and in; every version kept in git.",
+        openapi_url="/api/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.camvault = camvault
+    install_error_handlers(app)
+    app.include_router(routes_auth.router)
+    app.include_router(routes_files.router)
+    _mount_docs(app)
+    return app
+
+
+def _mount_docs(app: FastAPI) -> None:
+    """Swagger UI served from the installed bundle: the docs work without internet."""
+    import swagger_ui_bundle
+
+    app.mount(
+        "/api/docs-assets",
+        StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+        name="docs-assets",
+    )
+
+    @app.get("/api/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/api/openapi.json",
+            title="camvault API",
+            swagger_js_url="/api/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/api/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/api/docs-assets/favicon-32x32.png",
+        )

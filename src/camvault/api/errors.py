@@ -1,0 +1,106 @@
+"""The one place errors become HTTP answers: ``{"error": {"code": ..., "message": ...}}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from camvault.errors import CamvaultError
+
+log = logging.getLogger("camvault.api")
+E = TypeVar("E", bound=Exception)
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    416: "range_not_satisfiable",
+    429: "rate_limited",
+}
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """The shape of every error answer."""
+
+    error: ErrorDetail
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+    )
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg")))
+    return "; ".join(parts) or "invalid request"
+
+
+def _expect(exc: Exception, kind: type[E]) -> E:
+    # Starlette types handlers as taking any Exception; each is registered for one kind.
+    if not isinstance(exc, kind):
+        raise TypeError(f"expected {kind.__name__}, got {type(exc).__name__}") from exc
+    return exc
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every exception type the app can raise to the one error shape."""
+
+    async def on_domain(_request: Request, exc: Exception) -> JSONResponse:
+        exc = _expect(exc, CamvaultError)
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    async def on_validation(_request: Request, exc: Exception) -> JSONResponse:
+        exc = _expect(exc, RequestValidationError)
+        return error_response(400, "bad_request", _describe_validation(exc))
+
+    async def on_http(_request: Request, exc: Exception) -> JSONResponse:
+        exc = _expect(exc, StarletteHTTPException)
+        code = _HTTP_CODES.get(exc.status_code, "error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        return error_response(exc.status_code, code, message, dict(exc.headers or {}))
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Logged with the traceback for the operator; the client gets no internals.
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(500, "internal", "internal server error; see the server log")
+
+    app.add_exception_handler(CamvaultError, on_domain)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries for the error statuses an endpoint can answer."""
+    descriptions = {
+        400: "Invalid input (bad_request, invalid_name, invalid_type, bad_content, empty)",
+        401: "Not authenticated (unauthorized)",
+        403: "Not allowed (forbidden), or a cross-site cookie request (csrf)",
+        404: "No such file or version (not_found)",
+        409: "Conflict (exists, locked, not_lock_holder)",
+        413: "Upload larger than the limit (too_large)",
+        416: "Range not satisfiable",
+        429: "Too many failed logins (rate_limited); see Retry-After",
+        500: "Storage failure (storage_error) or internal error",
+    }
+    return {s: {"model": ErrorBody, "description": descriptions[s]} for s in statuses}

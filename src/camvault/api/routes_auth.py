@@ -1,0 +1,64 @@
+"""/api/auth: log in (cookie + token), log out, who am I; and the unauthenticated health."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from anyio import to_thread
+from fastapi import APIRouter, Request, Response
+
+from camvault.api.errors import responses
+from camvault.api.schemas import Credentials, Health, LoginOut, UserOut
+from camvault.api.security import COOKIE_NAME, CurrentPrincipal, CurrentUser, get_camvault
+from camvault.services.auth import User
+
+router = APIRouter(prefix="/api", tags=["auth"])
+
+
+@router.get("/health", response_model=Health, summary="Liveness (no authentication)")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.post(
+    "/auth/login",
+    response_model=LoginOut,
+    responses=responses(400, 401, 429),
+    summary="Log in: sets the session cookie and returns a bearer token",
+)
+async def login(request: Request, body: Credentials, response: Response) -> dict[str, Any]:
+    camvault = get_camvault(request)
+    client = request.client.host if request.client else "unknown"
+    user, token = await camvault.auth.login(body.username, body.password, client)
+    settings = camvault.settings
+    response.set_cookie(
+        COOKIE_NAME,
+        token,
+        max_age=int(settings.session_hours * 3600),
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=settings.cookie_secure or request.url.scheme == "https",
+    )
+    return {"user": user.public(), "token": token}
+
+
+@router.post(
+    "/auth/logout",
+    status_code=204,
+    response_class=Response,
+    responses=responses(401, 403),
+    summary="End this session or token",
+)
+async def logout(request: Request, principal: CurrentPrincipal) -> Response:
+    await to_thread.run_sync(get_camvault(request).auth.logout, principal.token, principal.user)
+    response = Response(status_code=204)
+    response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="lax")
+    return response
+
+
+@router.get(
+    "/auth/me", response_model=UserOut, responses=responses(401), summary="The logged-in user"
+)
+async def me(user: CurrentUser) -> dict[str, str]:
+    return User.public(user)

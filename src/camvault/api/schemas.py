@@ -1,0 +1,100 @@
+"""Request and response models: they validate input and document the API in OpenAPI."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class Credentials(BaseModel):
+    username: str = Field(max_length=64)
+    password: str = Field(max_length=1024)
+
+
+class UserOut(BaseModel):
+    username: str
+    role: str
+
+
+class LoginOut(BaseModel):
+    user: UserOut
+    token: str = Field(
+        description="Bearer token for non-browser clients; same session as the cookie."
+    )
+
+
+class Health(BaseModel):
+    status: str
+
+
+class LockOut(BaseModel):
+    user: str
+    since: str
+    message: str
+
+
+class FileRecord(BaseModel):
+    filename: str
+    group: str
+    subgroup: str | None
+    size: int
+    sha256: str
+    version: int
+    revision: str
+    description: str
+    modified_at: str
+    modified_by: str
+    lock: LockOut | None
+
+
+class FileList(BaseModel):
+    seq: int = Field(description="The event-log position this list reflects.")
+    groups: dict[str, list[FileRecord]]
+
+
+class VersionOut(BaseModel):
+    version: int
+    revision: str
+    action: str
+    size: int
+    sha256: str
+    author: str
+    message: str
+    created_at: str
+    commit: str
+
+
+class CheckoutIn(BaseModel):
+    message: str = Field(default="", max_length=4000, description="Why you are taking the file.")
+
+
+class RevertIn(BaseModel):
+    version: int = Field(ge=1)
+    message: str = Field(default="", max_length=4000)
+
+
+class BreakLockIn(BaseModel):
+    reason: str = Field(max_length=4000, description="Shown to the holder; required.")
+
+
+def multipart_body(*, with_description: bool, checkin: bool) -> dict[str, object]:
+    """OpenAPI for the streamed multipart endpoints (the body is parsed by hand)."""
+    properties: dict[str, object] = {
+        "file": {"type": "string", "format": "binary"},
+        "message": {"type": "string", "maxLength": 4000},
+    }
+    if with_description:
+        properties["description"] = {"type": "string", "maxLength": 1000}
+    if checkin:
+        properties["keep_locked"] = {"type": "boolean", "default": False}
+        properties["major"] = {"type": "boolean", "default": False}
+    required = ["file", "message"] if checkin else ["file"]
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {"type": "object", "properties": properties, "required": required}
+                }
+            },
+        }
+    }

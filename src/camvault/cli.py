@@ -1,0 +1,197 @@
+"""The ``camvault`` command: a thin layer that turns flags into Settings and calls in."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from camvault.services.auth import Role
+from camvault.settings import Settings
+
+app = typer.Typer(
+    help="camvault: check CAM files out and in; every version kept in git.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+user_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+
+DataOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data",
+        help="Data directory (default ./camvault-data; env CAMVAULT_DATA).",
+        show_default=False,
+    ),
+]
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="PostgreSQL URL instead of SQLite in the data dir (env CAMVAULT_DATABASE_URL).",
+        show_default=False,
+    ),
+]
+
+
+def make_settings(data: Path | None, database_url: str | None, **flags: Any) -> Settings:
+    """Flags given on the command line override the environment and config file."""
+    given = {k: v for k, v in flags.items() if v is not None}
+    if data is not None:
+        given["data"] = data
+    if database_url is not None:
+        given["database_url"] = database_url
+    return Settings(**given)
+
+
+def _echo(message: str) -> None:
+    typer.echo(message)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def _read_password_stdin() -> str:
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        _fail("no password on standard input")
+    return password
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+@app.command()
+def serve(
+    data: DataOption = None,
+    database_url: DatabaseOption = None,
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port; 0 picks a free one.")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
+    log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
+) -> None:
+    """Run the camvault server."""
+    import uvicorn
+
+    from camvault.api.app import create_app
+    from camvault.core import Camvault
+
+    settings = make_settings(
+        data, database_url, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key
+    )
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        _fail("--tls-cert and --tls-key go together")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    camvault = Camvault(settings)
+    camvault.open_sync()
+    password = camvault.bootstrap_admin()
+    if password is not None:
+        # Printed once, to the terminal only: never through logging.
+        _echo(f"Created user 'admin' with password: {password}")
+        _echo("Change it after your first login (camvault user passwd admin --password-stdin).")
+    camvault.close()
+    sock = _bind(settings.host, settings.port)
+    actual_port = sock.getsockname()[1]
+    scheme = "https" if settings.tls else "http"
+    _echo(f"camvault listening on {scheme}://{settings.host}:{actual_port}")
+    sys.stdout.flush()
+    config = uvicorn.Config(
+        create_app(settings, Camvault(settings)),
+        log_level=log_level.lower(),
+        ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
+        ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
+        proxy_headers=False,
+        timeout_graceful_shutdown=5,
+        access_log=False,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+@user_app.command("add")
+def user_add(
+    name: str,
+    role: Annotated[Role, typer.Option(help="admin or user.")] = Role.USER,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    data: DataOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Create a user account."""
+    from camvault.core import Camvault
+    from camvault.errors import CamvaultError
+
+    if not password_stdin:
+        _fail("pass the password on standard input with --password-stdin")
+    password = _read_password_stdin()
+    camvault = Camvault(make_settings(data, database_url))
+    try:
+        camvault.open_sync()
+        camvault.auth.create_user(name, role, password)
+    except CamvaultError as exc:
+        _fail(exc.message)
+    finally:
+        camvault.close()
+    _echo(f"created {role} {name}")
+
+
+@user_app.command("list")
+def user_list(data: DataOption = None, database_url: DatabaseOption = None) -> None:
+    """List user accounts."""
+    from camvault.core import Camvault
+
+    camvault = Camvault(make_settings(data, database_url))
+    try:
+        camvault.open_sync()
+        for user in camvault.auth.list_users():
+            state = "disabled" if user["disabled"] else "active"
+            _echo(f"{user['username']}\t{user['role']}\t{state}")
+    finally:
+        camvault.close()
+
+
+@user_app.command("passwd")
+def user_passwd(
+    name: str,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    data: DataOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Set a user's password (ends their sessions)."""
+    from camvault.core import Camvault
+    from camvault.errors import CamvaultError
+
+    if not password_stdin:
+        _fail("pass the password on standard input with --password-stdin")
+    password = _read_password_stdin()
+    camvault = Camvault(make_settings(data, database_url))
+    try:
+        camvault.open_sync()
+        camvault.auth.set_password(name, password)
+    except CamvaultError as exc:
+        _fail(exc.message)
+    finally:
+        camvault.close()
+    _echo(f"password changed for {name}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,109 @@
+"""The running vault: every long-lived part, built from settings, opened and closed once.
+
+``Camvault(settings)`` does no I/O; ``open()`` creates the data dir, migrates the database,
+opens the git repo and reconciles the two; ``close()`` releases them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import IO
+
+from anyio import to_thread
+
+from camvault.events.log import ensure_epoch
+from camvault.history.lfs import ContentStore
+from camvault.history.repo import VaultRepo
+from camvault.services.auth import AuthService, LoginLimiter, Role
+from camvault.services.vault import VaultService
+from camvault.services.writer import Writer
+from camvault.settings import Settings
+from camvault.store.db import Database
+
+
+class Camvault:
+    """Holds the database, the git repo, the content store and the services on top."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = Database(
+            settings.sqlalchemy_url(), sqlite_synchronous=settings.sqlite_synchronous
+        )
+        self.writer = Writer()
+        self.auth = AuthService(
+            self.db,
+            session_hours=settings.session_hours,
+            limiter=LoginLimiter(settings.login_max_failures, settings.login_window_seconds),
+        )
+        self._vault: VaultService | None = None
+        self._tmp_lock: IO[bytes] | None = None
+        self.tmp_dir = settings.tmp_path / f"i{os.getpid()}-{secrets.token_hex(4)}"
+        self.epoch = ""
+
+    @property
+    def vault(self) -> VaultService:
+        if self._vault is None:
+            raise RuntimeError("Camvault.open() has not run")
+        return self._vault
+
+    def open_sync(self) -> None:
+        """Create or open everything on disk (blocking)."""
+        data = self.settings.data
+        data.mkdir(parents=True, exist_ok=True)
+        self.settings.tmp_path.mkdir(exist_ok=True)
+        _sweep_tmp(self.settings.tmp_path)
+        self.tmp_dir.mkdir()
+        self._tmp_lock = _hold_lock(self.tmp_dir / ".lock")
+        self.db.migrate()
+        with self.db.write() as conn:
+            self.epoch = ensure_epoch(conn)
+        repo = VaultRepo.open_or_init(self.settings.repo_path, self.settings.lfs_extensions)
+        store = ContentStore(self.settings.repo_path / "lfs" / "objects", self.tmp_dir)
+        self._vault = VaultService(self.settings, self.db, repo, store, self.writer, self.tmp_dir)
+
+    async def open(self) -> None:
+        await to_thread.run_sync(self.open_sync)
+        await self.vault.reconcile()
+
+    def close(self) -> None:
+        self.db.dispose()
+        if self._tmp_lock is not None:
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+            self._tmp_lock.close()
+            self._tmp_lock = None
+
+    def bootstrap_admin(self) -> str | None:
+        """With no users yet, create ``admin``; returns the password if it was generated."""
+        if self.auth.user_count() > 0:
+            return None
+        given = self.settings.admin_password
+        password = given.get_secret_value() if given is not None else secrets.token_urlsafe(12)
+        self.auth.create_user("admin", Role.ADMIN, password)
+        return None if given is not None else password
+
+
+def _hold_lock(path: Path) -> IO[bytes]:
+    """An exclusive flock held for the process's life: marks its tmp dir as in use."""
+    handle = open(path, "wb")  # noqa: SIM115 - closed in Camvault.close
+    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return handle
+
+
+def _sweep_tmp(tmp: Path) -> None:
+    """Remove the tmp dirs of instances that died (their flock is free): in-flight uploads
+    of a dead process are garbage, while those of a live instance sharing the data dir stay."""
+    for entry in tmp.iterdir():
+        if not entry.is_dir():
+            continue
+        try:
+            with open(entry / ".lock", "ab") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(entry)
+        except BlockingIOError:
+            continue
+        except FileNotFoundError:
+            shutil.rmtree(entry, ignore_errors=True)

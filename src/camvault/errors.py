@@ -1,0 +1,94 @@
+"""The domain's exceptions: each carries a stable error code and an HTTP status.
+
+Services raise these; the API turns them into the one JSON error shape
+``{"error": {"code": ..., "message": ...}}`` in a single place (``api/errors.py``).
+"""
+
+from __future__ import annotations
+
+
+class CamvaultError(Exception):
+    """Base of every error the API reports to a client."""
+
+    code = "error"
+    status = 500
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+
+class BadRequest(CamvaultError):
+    code = "bad_request"
+    status = 400
+
+
+class InvalidName(BadRequest):
+    code = "invalid_name"
+
+
+class InvalidType(BadRequest):
+    code = "invalid_type"
+
+
+class BadContent(BadRequest):
+    code = "bad_content"
+
+
+class EmptyFile(BadRequest):
+    code = "empty"
+
+
+class Unauthorized(CamvaultError):
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(CamvaultError):
+    code = "forbidden"
+    status = 403
+
+
+class NotFound(CamvaultError):
+    code = "not_found"
+    status = 404
+
+
+class Conflict(CamvaultError):
+    code = "conflict"
+    status = 409
+
+
+class Exists(Conflict):
+    code = "exists"
+
+
+class LockedByOther(Conflict):
+    code = "locked"
+
+
+class NotLockHolder(Conflict):
+    code = "not_lock_holder"
+
+
+class TooLarge(CamvaultError):
+    code = "too_large"
+    status = 413
+
+
+class RateLimited(CamvaultError):
+    code = "rate_limited"
+    status = 429
+
+
+class Unavailable(CamvaultError):
+    code = "unavailable"
+    status = 503
+
+
+class StorageError(CamvaultError):
+    """The vault's storage (git, disk) refused a write; nothing was acknowledged."""
+
+    code = "storage_error"
+    status = 500

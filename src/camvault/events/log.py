@@ -1,0 +1,84 @@
+"""The event log: one row per state change, appended inside the change's own transaction.
+
+It is the transactional outbox the live stream tails, the audit log and the activity feed.
+The log's *epoch* (a random id made when the database is created) tells a client whose
+saved seq comes from another database that it must take a fresh snapshot.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select
+
+from camvault.store.models import events, meta
+
+
+class EventType(StrEnum):
+    FILE_UPLOADED = "file.uploaded"
+    FILE_CHECKED_OUT = "file.checked_out"
+    FILE_CHECKED_IN = "file.checked_in"
+    FILE_CHECKOUT_CANCELLED = "file.checkout_cancelled"
+    FILE_REVERTED = "file.reverted"
+    FILE_LOCK_BROKEN = "file.lock_broken"
+    FILE_DELETED = "file.deleted"
+    FILE_RECOVERED = "file.recovered"
+    USER_LOGGED_IN = "user.logged_in"
+    USER_LOGGED_OUT = "user.logged_out"
+    USER_CREATED = "user.created"
+    USER_PASSWORD_CHANGED = "user.password_changed"  # noqa: S105 - an event name
+
+
+def append(
+    conn: Connection,
+    type_: EventType,
+    *,
+    actor: str | None,
+    filename: str | None = None,
+    version: int | None = None,
+    data: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> int:
+    """Append one event in the caller's (write) transaction and return its seq."""
+    result = conn.execute(
+        insert(events)
+        .values(
+            at=at or datetime.now(UTC),
+            actor=actor,
+            type=str(type_),
+            filename=filename,
+            version=version,
+            data=data or {},
+        )
+        .returning(events.c.seq)
+    )
+    return int(result.scalar_one())
+
+
+def latest_seq(conn: Connection) -> int:
+    """The newest seq in the log (0 for an empty log)."""
+    return int(conn.execute(select(func.coalesce(func.max(events.c.seq), 0))).scalar_one())
+
+
+def get_meta(conn: Connection, key: str) -> str | None:
+    value = conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar_one_or_none()
+    return None if value is None else str(value)
+
+
+def set_meta(conn: Connection, key: str, value: str) -> None:
+    if get_meta(conn, key) is None:
+        conn.execute(insert(meta).values(key=key, value=value))
+    else:
+        conn.execute(meta.update().where(meta.c.key == key).values(value=value))
+
+
+def ensure_epoch(conn: Connection) -> str:
+    """The log's epoch id, created on first use."""
+    epoch = get_meta(conn, "epoch")
+    if epoch is None:
+        epoch = secrets.token_hex(8)
+        set_meta(conn, "epoch", epoch)
+    return epoch

@@ -1,0 +1,258 @@
+"""Users, passwords (argon2), sessions and tokens, and the login rate limit."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from anyio import to_thread
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, insert, select, update
+
+from camvault.errors import BadRequest, Exists, NotFound, RateLimited, Unauthorized
+from camvault.events.log import EventType, append
+from camvault.store.db import Database
+from camvault.store.models import sessions, users
+from camvault.store.queries import aware
+
+USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+MIN_PASSWORD_LENGTH = 8
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    USER = "user"
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    username: str
+    role: Role
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
+
+    def public(self) -> dict[str, str]:
+        return {"username": self.username, "role": str(self.role)}
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def validate_username(username: str) -> str:
+    if not USERNAME_RE.fullmatch(username):
+        raise BadRequest(
+            "a username is 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return username
+
+
+def validate_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise BadRequest(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > 1024:
+        raise BadRequest("a password may have at most 1024 characters")
+    return password
+
+
+class LoginLimiter:
+    """Counts failed logins per (username, client) and per client; too many -> 429.
+
+    Kept per process: it slows a brute force down, it does not guard an invariant.
+    """
+
+    def __init__(self, max_failures: int, window_seconds: float) -> None:
+        self.max_failures = max_failures
+        self.window = window_seconds
+        self._failures: dict[str, deque[float]] = {}
+
+    def _keys(self, username: str, client: str) -> tuple[str, str]:
+        return f"u:{username.casefold()}|{client}", f"c:{client}"
+
+    def _count(self, key: str, now: float) -> deque[float]:
+        stamps = self._failures.setdefault(key, deque())
+        while stamps and stamps[0] <= now - self.window:
+            stamps.popleft()
+        return stamps
+
+    def check(self, username: str, client: str) -> None:
+        now = time.monotonic()
+        user_key, client_key = self._keys(username, client)
+        limits = ((user_key, self.max_failures), (client_key, self.max_failures * 4))
+        for key, limit in limits:
+            stamps = self._count(key, now)
+            if len(stamps) >= limit:
+                retry = max(1, int(stamps[0] + self.window - now) + 1)
+                raise RateLimited(
+                    f"too many failed logins; try again in {retry} seconds",
+                    headers={"Retry-After": str(retry)},
+                )
+
+    def failed(self, username: str, client: str) -> None:
+        now = time.monotonic()
+        for key in self._keys(username, client):
+            self._count(key, now).append(now)
+
+    def succeeded(self, username: str, client: str) -> None:
+        self._failures.pop(self._keys(username, client)[0], None)
+
+
+class AuthService:
+    """Accounts and sessions. Blocking work (argon2, the database) runs in threads."""
+
+    def __init__(self, db: Database, *, session_hours: float, limiter: LoginLimiter) -> None:
+        self.db = db
+        self.session_lifetime = timedelta(hours=session_hours)
+        self.limiter = limiter
+        self.hasher = PasswordHasher()
+        # Verified against when the username is unknown, so both failures cost the same.
+        self._dummy_hash = self.hasher.hash(secrets.token_urlsafe(16))
+
+    # --- accounts -------------------------------------------------------------------------
+
+    def create_user(self, username: str, role: Role, password: str) -> User:
+        """Create an account (blocking)."""
+        validate_username(username)
+        validate_password(password)
+        password_hash = self.hasher.hash(password)
+        with self.db.write() as conn:
+            taken = conn.execute(select(users.c.id).where(users.c.username == username)).first()
+            if taken is not None:
+                raise Exists(f"user {username!r} already exists")
+            user_id = conn.execute(
+                insert(users)
+                .values(
+                    username=username,
+                    role=str(role),
+                    password_hash=password_hash,
+                    disabled=False,
+                    created_at=datetime.now(UTC),
+                )
+                .returning(users.c.id)
+            ).scalar_one()
+            append(
+                conn,
+                EventType.USER_CREATED,
+                actor=None,
+                data={"username": username, "role": str(role)},
+            )
+        return User(int(user_id), username, role)
+
+    def set_password(self, username: str, password: str) -> None:
+        """Replace a password and end the user's sessions (blocking)."""
+        validate_password(password)
+        password_hash = self.hasher.hash(password)
+        with self.db.write() as conn:
+            row = conn.execute(select(users.c.id).where(users.c.username == username)).first()
+            if row is None:
+                raise NotFound(f"no user {username!r}")
+            conn.execute(
+                update(users).where(users.c.id == row.id).values(password_hash=password_hash)
+            )
+            conn.execute(delete(sessions).where(sessions.c.user_id == row.id))
+            append(conn, EventType.USER_PASSWORD_CHANGED, actor=None, data={"username": username})
+
+    def list_users(self) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            rows = conn.execute(select(users).order_by(users.c.username)).all()
+        return [
+            {
+                "username": r.username,
+                "role": r.role,
+                "disabled": r.disabled,
+                "created_at": aware(r.created_at),
+            }
+            for r in rows
+        ]
+
+    def user_count(self) -> int:
+        with self.db.read() as conn:
+            return len(conn.execute(select(users.c.id)).all())
+
+    # --- sessions -------------------------------------------------------------------------
+
+    async def login(self, username: str, password: str, client: str) -> tuple[User, str]:
+        """Check the password and open a session; returns the user and the secret token."""
+        self.limiter.check(username, client)
+        user = await to_thread.run_sync(self._verify, username, password)
+        if user is None:
+            self.limiter.failed(username, client)
+            raise Unauthorized("wrong username or password")
+        self.limiter.succeeded(username, client)
+        token = secrets.token_urlsafe(32)
+        await to_thread.run_sync(self._open_session, user, token)
+        return user, token
+
+    def _verify(self, username: str, password: str) -> User | None:
+        with self.db.read() as conn:
+            row = conn.execute(select(users).where(users.c.username == username)).first()
+        stored = row.password_hash if row is not None else self._dummy_hash
+        try:
+            self.hasher.verify(stored, password)
+        except (VerificationError, InvalidHashError):
+            return None
+        if row is None or row.disabled:
+            return None
+        if self.hasher.check_needs_rehash(stored):
+            with self.db.write() as conn:
+                conn.execute(
+                    update(users)
+                    .where(users.c.id == row.id)
+                    .values(password_hash=self.hasher.hash(password))
+                )
+        return User(row.id, row.username, Role(row.role))
+
+    def _open_session(self, user: User, token: str) -> None:
+        now = datetime.now(UTC)
+        with self.db.write() as conn:
+            # Expired sessions are swept whenever someone logs in.
+            conn.execute(delete(sessions).where(sessions.c.expires_at < now))
+            conn.execute(
+                insert(sessions).values(
+                    token_hash=token_hash(token),
+                    user_id=user.id,
+                    created_at=now,
+                    expires_at=now + self.session_lifetime,
+                )
+            )
+            append(
+                conn,
+                EventType.USER_LOGGED_IN,
+                actor=user.username,
+                data={"username": user.username},
+            )
+
+    def authenticate(self, token: str) -> User | None:
+        """The user a live, unexpired session token belongs to (blocking)."""
+        query = (
+            select(users.c.id, users.c.username, users.c.role, sessions.c.expires_at)
+            .select_from(sessions.join(users, users.c.id == sessions.c.user_id))
+            .where(sessions.c.token_hash == token_hash(token), users.c.disabled.is_(False))
+        )
+        with self.db.read() as conn:
+            row = conn.execute(query).first()
+        if row is None or aware(row.expires_at) <= datetime.now(UTC):
+            return None
+        return User(row.id, row.username, Role(row.role))
+
+    def logout(self, token: str, user: User) -> None:
+        """End one session or token (blocking)."""
+        with self.db.write() as conn:
+            conn.execute(delete(sessions).where(sessions.c.token_hash == token_hash(token)))
+            append(
+                conn,
+                EventType.USER_LOGGED_OUT,
+                actor=user.username,
+                data={"username": user.username},
+            )

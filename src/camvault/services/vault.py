@@ -1,0 +1,701 @@
+"""The vault's domain operations: upload, checkout, check-in, cancel, revert, break, delete.
+
+Each write follows one path: validate -> content fsync'd into the content store -> git
+commit (compare-and-swap on ``main``) -> ONE database transaction holding the new state and
+its event. The git commit happens inside the exclusive write transaction, so git and the
+database move together; if the process dies between the two, ``catch_up`` replays the
+missing commits from git (the history of record) on the next write or at startup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from anyio import to_thread
+from sqlalchemy import Connection, delete, insert, select, update
+
+from camvault.errors import (
+    BadRequest,
+    Exists,
+    Forbidden,
+    LockedByOther,
+    NotFound,
+    NotLockHolder,
+)
+from camvault.events.log import EventType, append, get_meta, latest_seq, set_meta
+from camvault.history.lfs import ContentStore
+from camvault.history.repo import CommitInfo, VaultRepo
+from camvault.names import (
+    DEFAULT_SIGNATURES,
+    NameRules,
+    check_signature,
+    group_of,
+    name_key,
+    validate_name,
+)
+from camvault.services.auth import User
+from camvault.services.snapshot import SnapshotCache
+from camvault.services.uploads import ReceivedUpload, receive_multipart
+from camvault.services.writer import Writer
+from camvault.settings import Settings
+from camvault.store.db import Database
+from camvault.store.models import files, locks, versions
+from camvault.store.queries import (
+    file_row,
+    iso,
+    record_from_row,
+    version_row,
+    version_rows,
+)
+
+MAX_MESSAGE = 4000
+MAX_DESCRIPTION = 1000
+
+
+@dataclass(frozen=True)
+class Content:
+    """A version's bytes, ready to stream: the content-store path, size and sha256."""
+
+    path: Path
+    filename: str
+    size: int
+    sha256: str
+    version: int
+
+
+def _text(fields: dict[str, str], key: str, limit: int) -> str:
+    value = fields.get(key, "").strip()
+    if len(value) > limit:
+        raise BadRequest(f"{key} may have at most {limit} characters")
+    return value
+
+
+def _flag(fields: dict[str, str], key: str) -> bool:
+    value = fields.get(key, "false").strip().lower()
+    if value in {"1", "true", "on", "yes"}:
+        return True
+    if value in {"", "0", "false", "off", "no"}:
+        return False
+    raise BadRequest(f"{key} must be true or false")
+
+
+def _record(conn: Connection, name: str) -> dict[str, Any]:
+    """The file's record as of the caller's transaction."""
+    row = file_row(conn, name_key(name))
+    if row is None:
+        raise NotFound(f"no file named {name!r}")
+    return record_from_row(row)
+
+
+def next_revision(current: str | None, *, major: bool) -> str:
+    """Revision labels: 1.0 for a new file, minor + 1 per version, major -> next major.0."""
+    if current is None:
+        return "1.0"
+    major_n, minor_n = (int(part) for part in current.split(".", 1))
+    return f"{major_n + 1}.0" if major else f"{major_n}.{minor_n + 1}"
+
+
+class VaultService:
+    """The operations the API calls. Blocking work runs in threads through the one writer."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        repo: VaultRepo,
+        store: ContentStore,
+        writer: Writer,
+        tmp_dir: Path,
+    ) -> None:
+        self.settings = settings
+        self.tmp_dir = tmp_dir
+        self.db = db
+        self.repo = repo
+        self.store = store
+        self.writer = writer
+        self.snapshots = SnapshotCache(db)
+
+    # --- rules ----------------------------------------------------------------------------
+
+    @property
+    def rules(self) -> NameRules:
+        return NameRules(
+            allowed_extensions=self.settings.allowed_extensions,
+            pattern=self.settings.name_pattern,
+        )
+
+    def is_lfs(self, filename: str) -> bool:
+        return self.repo.wants_lfs(filename)
+
+    def _require_file(self, conn: Connection, name: str) -> Any:
+        row = file_row(conn, name_key(name))
+        if row is None:
+            raise NotFound(f"no file named {name!r}")
+        return row
+
+    # --- reads ----------------------------------------------------------------------------
+
+    async def list_files(self) -> tuple[int, bytes]:
+        """The grouped list as JSON bytes and the seq it reflects (cached per seq)."""
+        return await to_thread.run_sync(self.snapshots.get)
+
+    async def get_file(self, name: str) -> dict[str, Any]:
+        def read() -> dict[str, Any]:
+            with self.db.read() as conn:
+                return record_from_row(self._require_file(conn, name))
+
+        return await to_thread.run_sync(read)
+
+    async def list_versions(self, name: str) -> list[dict[str, Any]]:
+        def read() -> list[dict[str, Any]]:
+            with self.db.read() as conn:
+                return version_rows(conn, self._require_file(conn, name).id)
+
+        return await to_thread.run_sync(read)
+
+    async def content(self, name: str, version: int | None) -> Content:
+        def read() -> Content:
+            with self.db.read() as conn:
+                row = self._require_file(conn, name)
+                if version is None or version == row.version:
+                    sha, size, number = row.sha256, row.size, row.version
+                else:
+                    found = version_row(conn, row.id, version)
+                    if found is None:
+                        raise NotFound(f"{row.filename} has no version {version}")
+                    sha, size, number = found.sha256, found.size, found.version
+            return Content(self.store.path_for(sha), row.filename, size, sha, number)
+
+        return await to_thread.run_sync(read)
+
+    # --- uploads and check-ins --------------------------------------------------------------
+
+    async def _receive(
+        self, chunks: AsyncIterator[bytes], content_type: str, precheck: Any
+    ) -> ReceivedUpload:
+        return await receive_multipart(
+            chunks,
+            content_type,
+            tmp_dir=self.tmp_dir,
+            max_bytes=self.settings.max_upload_bytes,
+            on_file_start=precheck,
+        )
+
+    def _stage_content(self, filename: str, upload: ReceivedUpload) -> str | None:
+        """Put the bytes where the commit needs them; returns the git blob id for plain files.
+
+        Content is content-addressed, so staging before the commit is harmless if the
+        commit then fails: an unreferenced object, never a partial version.
+        """
+        blob_id = (
+            None if self.is_lfs(filename) else self.repo.create_blob_from_file(upload.tmp_path)
+        )
+        self.store.adopt(upload.tmp_path, upload.sha256)
+        return blob_id
+
+    async def upload(
+        self, user: User, chunks: AsyncIterator[bytes], content_type: str
+    ) -> dict[str, Any]:
+        """A new file: version 1 (or the next version of a file deleted earlier)."""
+
+        async def precheck(filename: str | None, _fields: dict[str, str]) -> None:
+            name = validate_name(filename or "", self.rules)
+            await to_thread.run_sync(self._check_name_free, name)
+
+        upload = await self._receive(chunks, content_type, precheck)
+        try:
+            name = validate_name(upload.filename or "", self.rules)
+            check_signature(name, upload.head, DEFAULT_SIGNATURES)
+            description = _text(upload.fields, "description", MAX_DESCRIPTION)
+            message = _text(upload.fields, "message", MAX_MESSAGE) or f"Add {name}"
+            blob_id = await to_thread.run_sync(self._stage_content, name, upload)
+            return await self.writer.run(
+                self._commit_upload, user, name, upload, blob_id, description, message
+            )
+        finally:
+            upload.discard()
+
+    def _check_name_free(self, name: str) -> None:
+        with self.db.read() as conn:
+            if file_row(conn, name_key(name)) is not None:
+                raise Exists(f"a file named {name!r} already exists (names ignore case)")
+
+    def _commit_upload(
+        self,
+        user: User,
+        name: str,
+        upload: ReceivedUpload,
+        blob_id: str | None,
+        description: str,
+        message: str,
+    ) -> dict[str, Any]:
+        with self.db.write() as conn:
+            self.catch_up(conn)
+            existing = file_row(conn, name_key(name), include_deleted=True)
+            if existing is not None and not self._is_deleted(conn, existing.id):
+                raise Exists(
+                    f"a file named {existing.filename!r} already exists (names ignore case)"
+                )
+            version = 1 if existing is None else existing.version + 1
+            revision = "1.0" if existing is None else next_revision(existing.revision, major=True)
+            record = self._commit_version(
+                conn,
+                user=user,
+                name=name,
+                action="upload",
+                version=version,
+                revision=revision,
+                sha256=upload.sha256,
+                size=upload.size,
+                blob_id=blob_id,
+                message=message,
+                description=description,
+                file_id=None if existing is None else existing.id,
+            )
+            append(
+                conn,
+                EventType.FILE_UPLOADED,
+                actor=user.username,
+                filename=name,
+                version=version,
+                data={"file": record, "message": message},
+            )
+            return record
+
+    async def checkin(
+        self, user: User, name: str, chunks: AsyncIterator[bytes], content_type: str
+    ) -> dict[str, Any]:
+        """A new version from the lock holder; the lock is released unless keep_locked."""
+        await to_thread.run_sync(self._check_holder, user, name)
+
+        async def precheck(_filename: str | None, _fields: dict[str, str]) -> None:
+            return None
+
+        upload = await self._receive(chunks, content_type, precheck)
+        try:
+            row = await self.get_file(name)
+            filename = row["filename"]
+            check_signature(filename, upload.head, DEFAULT_SIGNATURES)
+            message = _text(upload.fields, "message", MAX_MESSAGE)
+            if not message:
+                raise BadRequest("a check-in needs a message saying what changed")
+            keep = _flag(upload.fields, "keep_locked")
+            major = _flag(upload.fields, "major")
+            description = (
+                _text(upload.fields, "description", MAX_DESCRIPTION)
+                if "description" in upload.fields
+                else None
+            )
+            blob_id = await to_thread.run_sync(self._stage_content, filename, upload)
+            return await self.writer.run(
+                self._commit_checkin,
+                user,
+                filename,
+                upload,
+                blob_id,
+                message,
+                keep,
+                major,
+                description,
+            )
+        finally:
+            upload.discard()
+
+    def _check_holder(self, user: User, name: str) -> Any:
+        with self.db.read() as conn:
+            return self._require_holder(conn, user, name)
+
+    def _require_holder(self, conn: Connection, user: User, name: str) -> Any:
+        row = self._require_file(conn, name)
+        if row.lock_user is None:
+            raise NotLockHolder(f"{row.filename} is not checked out; check it out first")
+        if row.lock_user != user.username:
+            raise NotLockHolder(
+                f"{row.filename} is checked out by {row.lock_user} since "
+                f"{iso(row.lock_since)}, not by you"
+            )
+        return row
+
+    def _commit_checkin(
+        self,
+        user: User,
+        name: str,
+        upload: ReceivedUpload,
+        blob_id: str | None,
+        message: str,
+        keep: bool,
+        major: bool,
+        description: str | None,
+    ) -> dict[str, Any]:
+        with self.db.write() as conn:
+            self.catch_up(conn)
+            row = self._require_holder(conn, user, name)
+            version = row.version + 1
+            record = self._commit_version(
+                conn,
+                user=user,
+                name=row.filename,
+                action="checkin",
+                version=version,
+                revision=next_revision(row.revision, major=major),
+                sha256=upload.sha256,
+                size=upload.size,
+                blob_id=blob_id,
+                message=message,
+                description=row.description if description is None else description,
+                file_id=row.id,
+                release_lock=not keep,
+            )
+            append(
+                conn,
+                EventType.FILE_CHECKED_IN,
+                actor=user.username,
+                filename=row.filename,
+                version=version,
+                data={"file": record, "message": message, "kept_lock": keep},
+            )
+            return record
+
+    def _commit_version(
+        self,
+        conn: Connection,
+        *,
+        user: User,
+        name: str,
+        action: str,
+        version: int,
+        revision: str,
+        sha256: str,
+        size: int,
+        blob_id: str | None,
+        message: str,
+        description: str,
+        file_id: int | None,
+        release_lock: bool = False,
+    ) -> dict[str, Any]:
+        """Git commit, then the file index and version rows, in the caller's transaction."""
+        now = datetime.now(UTC)
+        commit = self.repo.commit_change(
+            filename=name,
+            action=action,
+            version=version,
+            revision=revision,
+            sha256=sha256,
+            size=size,
+            lfs=self.is_lfs(name),
+            blob_id=blob_id,
+            author=user.username,
+            message=message,
+            when=now,
+            expected_head=get_meta(conn, "git_head"),
+        )
+        group, subgroup = group_of(name)
+        values = {
+            "filename": name,
+            "name_key": name_key(name),
+            "group_name": group,
+            "subgroup": subgroup,
+            "description": description,
+            "version": version,
+            "revision": revision,
+            "size": size,
+            "sha256": sha256,
+            "modified_at": now,
+            "modified_by": user.username,
+            "deleted": False,
+        }
+        if file_id is None:
+            file_id = conn.execute(
+                insert(files).values(**values).returning(files.c.id)
+            ).scalar_one()
+        else:
+            conn.execute(update(files).where(files.c.id == file_id).values(**values))
+        conn.execute(
+            insert(versions).values(
+                file_id=file_id,
+                version=version,
+                revision=revision,
+                action=action,
+                size=size,
+                sha256=sha256,
+                author=user.username,
+                message=message,
+                created_at=now,
+                commit=commit,
+            )
+        )
+        if release_lock:
+            conn.execute(delete(locks).where(locks.c.file_id == file_id))
+        set_meta(conn, "git_head", commit)
+        return _record(conn, name)
+
+    @staticmethod
+    def _is_deleted(conn: Connection, file_id: int) -> bool:
+        return bool(conn.execute(select(files.c.deleted).where(files.c.id == file_id)).scalar())
+
+    # --- locks ----------------------------------------------------------------------------
+
+    async def checkout(self, user: User, name: str, message: str) -> dict[str, Any]:
+        """Take the exclusive lock; taking a lock you already hold changes nothing."""
+        if len(message) > MAX_MESSAGE:
+            raise BadRequest(f"message may have at most {MAX_MESSAGE} characters")
+        return await self.writer.run(self._checkout, user, name, message.strip())
+
+    def _checkout(self, user: User, name: str, message: str) -> dict[str, Any]:
+        with self.db.write() as conn:
+            row = self._require_file(conn, name)
+            if row.lock_user == user.username:
+                return record_from_row(row)
+            if row.lock_user is not None:
+                raise LockedByOther(
+                    f"{row.filename} is checked out by {row.lock_user} since {iso(row.lock_since)}"
+                )
+            conn.execute(
+                insert(locks).values(
+                    file_id=row.id, user_id=user.id, since=datetime.now(UTC), message=message
+                )
+            )
+            record = _record(conn, name)
+            append(
+                conn,
+                EventType.FILE_CHECKED_OUT,
+                actor=user.username,
+                filename=row.filename,
+                version=row.version,
+                data={"file": record, "message": message},
+            )
+            return record
+
+    async def cancel_checkout(self, user: User, name: str) -> dict[str, Any]:
+        """Release your lock without a new version."""
+        return await self.writer.run(self._cancel, user, name)
+
+    def _cancel(self, user: User, name: str) -> dict[str, Any]:
+        with self.db.write() as conn:
+            row = self._require_holder(conn, user, name)
+            conn.execute(delete(locks).where(locks.c.file_id == row.id))
+            record = _record(conn, name)
+            append(
+                conn,
+                EventType.FILE_CHECKOUT_CANCELLED,
+                actor=user.username,
+                filename=row.filename,
+                version=row.version,
+                data={"file": record},
+            )
+            return record
+
+    async def break_lock(self, admin: User, name: str, reason: str) -> dict[str, Any]:
+        """An admin frees an abandoned lock; the reason reaches the former holder."""
+        if not admin.is_admin:
+            raise Forbidden("only an admin can break a lock")
+        reason = reason.strip()
+        if not reason:
+            raise BadRequest("breaking a lock needs a reason the holder will see")
+        if len(reason) > MAX_MESSAGE:
+            raise BadRequest(f"reason may have at most {MAX_MESSAGE} characters")
+        return await self.writer.run(self._break, admin, name, reason)
+
+    def _break(self, admin: User, name: str, reason: str) -> dict[str, Any]:
+        with self.db.write() as conn:
+            row = self._require_file(conn, name)
+            if row.lock_user is None:
+                raise NotFound(f"{row.filename} is not checked out")
+            holder, since = row.lock_user, iso(row.lock_since)
+            conn.execute(delete(locks).where(locks.c.file_id == row.id))
+            record = _record(conn, name)
+            append(
+                conn,
+                EventType.FILE_LOCK_BROKEN,
+                actor=admin.username,
+                filename=row.filename,
+                version=row.version,
+                data={"file": record, "holder": holder, "since": since, "reason": reason},
+            )
+            return record
+
+    # --- revert and delete ----------------------------------------------------------------
+
+    async def revert(self, user: User, name: str, version: int, message: str) -> dict[str, Any]:
+        """A new version whose content is an older version's; the holder keeps the lock."""
+        message = message.strip()
+        if len(message) > MAX_MESSAGE:
+            raise BadRequest(f"message may have at most {MAX_MESSAGE} characters")
+        return await self.writer.run(self._revert, user, name, version, message)
+
+    def _revert(self, user: User, name: str, target: int, message: str) -> dict[str, Any]:
+        with self.db.write() as conn:
+            self.catch_up(conn)
+            row = self._require_holder(conn, user, name)
+            old = version_row(conn, row.id, target)
+            if old is None:
+                raise NotFound(f"{row.filename} has no version {target}")
+            blob_id = None
+            if not self.is_lfs(row.filename):
+                blob_id = self.repo.create_blob_from_file(self.store.path_for(old.sha256))
+            version = row.version + 1
+            message = message or f"Revert {row.filename} to version {target}"
+            record = self._commit_version(
+                conn,
+                user=user,
+                name=row.filename,
+                action="revert",
+                version=version,
+                revision=next_revision(row.revision, major=False),
+                sha256=old.sha256,
+                size=old.size,
+                blob_id=blob_id,
+                message=message,
+                description=row.description,
+                file_id=row.id,
+            )
+            append(
+                conn,
+                EventType.FILE_REVERTED,
+                actor=user.username,
+                filename=row.filename,
+                version=version,
+                data={"file": record, "message": message, "to": target},
+            )
+            return record
+
+    async def delete(self, admin: User, name: str, message: str = "") -> None:
+        """Remove a file from the list (admin only, not while locked); git keeps its history."""
+        if not admin.is_admin:
+            raise Forbidden("only an admin can delete a file")
+        await self.writer.run(self._delete, admin, name, message.strip())
+
+    def _delete(self, admin: User, name: str, message: str) -> None:
+        with self.db.write() as conn:
+            self.catch_up(conn)
+            row = self._require_file(conn, name)
+            if row.lock_user is not None:
+                raise LockedByOther(
+                    f"{row.filename} is checked out by {row.lock_user}; "
+                    "the lock must be released or broken before deleting"
+                )
+            version = row.version + 1
+            message = message or f"Delete {row.filename}"
+            commit = self.repo.commit_change(
+                filename=row.filename,
+                action="delete",
+                version=version,
+                revision=row.revision,
+                sha256=row.sha256,
+                size=row.size,
+                lfs=self.is_lfs(row.filename),
+                blob_id=None,
+                author=admin.username,
+                message=message,
+                when=datetime.now(UTC),
+                expected_head=get_meta(conn, "git_head"),
+            )
+            conn.execute(update(files).where(files.c.id == row.id).values(deleted=True))
+            set_meta(conn, "git_head", commit)
+            append(
+                conn,
+                EventType.FILE_DELETED,
+                actor=admin.username,
+                filename=row.filename,
+                version=row.version,
+                data={"filename": row.filename, "message": message},
+            )
+
+    # --- git is the history of record -----------------------------------------------------
+
+    async def reconcile(self) -> int:
+        """Bring the database up to git's main (after a crash); returns commits applied."""
+
+        def run() -> int:
+            with self.db.write() as conn:
+                return self.catch_up(conn)
+
+        return await self.writer.run(run)
+
+    def catch_up(self, conn: Connection) -> int:
+        """Apply git commits the database has not seen yet (same transaction as the caller)."""
+        db_head = get_meta(conn, "git_head")
+        git_head = self.repo.head
+        if db_head == git_head:
+            return 0
+        applied = 0
+        for info in self.repo.commits_since(db_head):
+            self.apply_commit(conn, info)
+            applied += 1
+        if git_head is not None:
+            set_meta(conn, "git_head", git_head)
+        return applied
+
+    def apply_commit(self, conn: Connection, info: CommitInfo) -> None:
+        """Record one camvault commit in the file index, versions and event log."""
+        known = conn.execute(select(versions.c.id).where(versions.c.commit == info.commit)).first()
+        if known is not None:
+            return
+        key = name_key(info.filename)
+        row = file_row(conn, key, include_deleted=True)
+        if info.action == "delete":
+            if row is not None:
+                conn.execute(update(files).where(files.c.id == row.id).values(deleted=True))
+            append(
+                conn,
+                EventType.FILE_DELETED,
+                actor=info.author,
+                filename=info.filename,
+                version=info.version,
+                at=info.when,
+                data={"filename": info.filename, "message": info.message, "recovered": True},
+            )
+            return
+        group, subgroup = group_of(info.filename)
+        values = {
+            "filename": info.filename,
+            "name_key": key,
+            "group_name": group,
+            "subgroup": subgroup,
+            "version": info.version,
+            "revision": info.revision,
+            "size": info.size,
+            "sha256": info.sha256,
+            "modified_at": info.when,
+            "modified_by": info.author,
+            "deleted": False,
+        }
+        if row is None:
+            file_id = conn.execute(
+                insert(files).values(description="", **values).returning(files.c.id)
+            ).scalar_one()
+        else:
+            file_id = row.id
+            conn.execute(update(files).where(files.c.id == file_id).values(**values))
+        conn.execute(
+            insert(versions).values(
+                file_id=file_id,
+                version=info.version,
+                revision=info.revision,
+                action=info.action,
+                size=info.size,
+                sha256=info.sha256,
+                author=info.author,
+                message=info.message,
+                created_at=info.when,
+                commit=info.commit,
+            )
+        )
+        record = _record(conn, info.filename)
+        append(
+            conn,
+            EventType.FILE_RECOVERED,
+            actor=info.author,
+            filename=info.filename,
+            version=info.version,
+            at=info.when,
+            data={"file": record, "message": info.message, "action": info.action},
+        )
+
+    def seq(self) -> int:
+        with self.db.read() as conn:
+            return latest_seq(conn)

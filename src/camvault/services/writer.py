@@ -1,0 +1,34 @@
+"""The one writer: every mutation of the vault runs here, one at a time, in a thread.
+
+In-process, an ``asyncio.Lock`` queues writers fairly (FIFO) without busy-waiting; across
+processes the database's write transaction (``Database.write``) does the same job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec, TypeVar
+
+from anyio import to_thread
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class Writer:
+    """Serializes blocking write functions and runs them off the event loop."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self.after_commit: list[Callable[[], Awaitable[None] | None]] = []
+
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        async with self._lock:
+            result = await to_thread.run_sync(lambda: fn(*args, **kwargs))
+        for hook in self.after_commit:
+            # e.g. the live hub's wake-up: the new events reach clients without polling delay.
+            outcome = hook()
+            if outcome is not None:
+                await outcome
+        return result

@@ -1,0 +1,138 @@
+"""The one typed settings object.
+
+Precedence: CLI flag > environment (``CAMVAULT_*``) > config file (TOML, ``CAMVAULT_CONFIG``)
+> default. Secrets are ``SecretStr`` so they never show in a repr or a log line.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from camvault.names import DEFAULT_EXTENSIONS, DEFAULT_LFS_EXTENSIONS
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Everything a camvault process needs to know, from flags, environment or file."""
+
+    model_config = SettingsConfigDict(env_prefix="CAMVAULT_", extra="ignore", frozen=True)
+
+    data: Path = Field(
+        default=Path("camvault-data"),
+        description="Data directory: camvault.db (SQLite), vault.git, tmp/.",
+    )
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="SQLAlchemy URL of a PostgreSQL database; default is SQLite in the data dir.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port; 0 picks a free one.")
+    tls_cert: Path | None = Field(default=None, description="TLS certificate (PEM).")
+    tls_key: Path | None = Field(default=None, description="TLS private key (PEM).")
+    admin_password: SecretStr | None = Field(
+        default=None, description="Password of the first admin account, created on first start."
+    )
+    max_upload_bytes: int = Field(
+        default=2048 * MIB, gt=0, description="Largest accepted upload, in bytes."
+    )
+    allowed_extensions: tuple[str, ...] = Field(
+        default=DEFAULT_EXTENSIONS, description="File extensions the vault accepts."
+    )
+    lfs_extensions: tuple[str, ...] = Field(
+        default=DEFAULT_LFS_EXTENSIONS,
+        description="Extensions stored as Git LFS objects; others stay plain git blobs.",
+    )
+    name_pattern: str | None = Field(
+        default=None, description="Optional shop regex every file name must match."
+    )
+    session_hours: float = Field(default=12.0, gt=0, description="Session and token lifetime.")
+    login_max_failures: int = Field(
+        default=5, gt=0, description="Failed logins per user and client before 429."
+    )
+    login_window_seconds: float = Field(
+        default=300.0, gt=0, description="How long failed logins count and the 429 lasts."
+    )
+    allowed_origins: tuple[str, ...] = Field(
+        default=(), description="Extra origins trusted for cookie requests and WebSockets."
+    )
+    secure_cookies: bool | None = Field(
+        default=None, description="Force the Secure cookie flag; default: on when TLS is on."
+    )
+    sqlite_synchronous: str = Field(
+        default="FULL", description="SQLite synchronous pragma (FULL survives power loss)."
+    )
+
+    @field_validator("allowed_extensions", "lfs_extensions", mode="before")
+    @classmethod
+    def _split_extensions(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part for part in value.replace(",", " ").split() if part]
+        if isinstance(value, list | tuple):
+            return tuple(ext.lower() if ext.startswith(".") else "." + ext.lower() for ext in value)
+        return value
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.rstrip("/") for part in value.replace(",", " ").split() if part)
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("CAMVAULT_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None and self.tls_key is not None
+
+    @property
+    def cookie_secure(self) -> bool:
+        return self.tls if self.secure_cookies is None else self.secure_cookies
+
+    @property
+    def db_path(self) -> Path:
+        return self.data / "camvault.db"
+
+    @property
+    def repo_path(self) -> Path:
+        return self.data / "vault.git"
+
+    @property
+    def tmp_path(self) -> Path:
+        return self.data / "tmp"
+
+    def sqlalchemy_url(self) -> str:
+        """The database URL: PostgreSQL when configured, else the SQLite file in the data dir."""
+        if self.database_url is not None:
+            url = self.database_url.get_secret_value()
+            if url.startswith("postgresql://") or url.startswith("postgres://"):
+                url = "postgresql+psycopg://" + url.split("://", 1)[1]
+            return url
+        return f"sqlite:///{self.db_path.resolve()}"
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.sqlalchemy_url().startswith("postgresql")

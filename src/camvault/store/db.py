@@ -1,0 +1,113 @@
+"""Engine creation, migrations, and the two kinds of transaction the services use.
+
+``read()`` is a consistent snapshot. ``write()`` is an exclusive write transaction: on SQLite
+``BEGIN IMMEDIATE`` (the database's own write lock, shared by every process on the file), on
+PostgreSQL a transaction-scoped advisory lock taken first. Every mutation of the vault runs
+inside ``write()``, so events get their ``seq`` in commit order and two camvault processes on
+one database never interleave a change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.pool import NullPool
+
+# Arbitrary constant naming camvault's writer lock among PostgreSQL advisory locks.
+WRITER_LOCK_KEY = 0x63616D76  # "camv"
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+class Database:
+    """A SQLAlchemy engine plus camvault's transaction discipline."""
+
+    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            self.engine = create_engine(
+                url,
+                connect_args={"check_same_thread": False, "timeout": 60},
+                pool_size=8,
+                max_overflow=32,
+            )
+            _configure_sqlite(self.engine, sqlite_synchronous)
+        else:
+            self.engine = create_engine(url, pool_size=10, max_overflow=30, pool_pre_ping=True)
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction: one consistent snapshot of the database."""
+        with self.engine.connect() as conn:
+            if not self.is_sqlite:
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """An exclusive write transaction, serialized across threads and processes."""
+        options: dict[str, Any] = {"camvault_write": True}
+        with self.engine.connect().execution_options(**options) as conn, conn.begin():
+            if not self.is_sqlite:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITER_LOCK_KEY})
+            yield conn
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (idempotent; safe with many instances)."""
+        with self.engine.connect() as conn:
+            if not self.is_sqlite:
+                # Two instances starting together must not both run the migrations.
+                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": WRITER_LOCK_KEY + 1})
+            try:
+                config = alembic_config()
+                config.attributes["connection"] = conn
+                command.upgrade(config, "head")
+                conn.commit()
+            finally:
+                if not self.is_sqlite:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": WRITER_LOCK_KEY + 1})
+                    conn.commit()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def alembic_config() -> Config:
+    """Alembic configuration pointing at the packaged migrations (no alembic.ini needed)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def _configure_sqlite(engine: Engine, synchronous: str) -> None:
+    if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+        raise ValueError(f"invalid sqlite synchronous mode: {synchronous}")
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module so BEGIN is ours to emit.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # IMMEDIATE takes the write lock up front: no deadlock on a read->write upgrade.
+        immediate = conn.get_execution_options().get("camvault_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def null_pool_engine(url: str) -> Engine:
+    """A throwaway engine for one-off admin work (creating or dropping a database)."""
+    return create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")

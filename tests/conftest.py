@@ -1,0 +1,75 @@
+"""Shared fixtures: a fresh vault per test on SQLite and, when configured, PostgreSQL.
+
+``CAMVAULT_TEST_DATABASE_URL`` (set by .ci/run) names a PostgreSQL server; each test that
+asks for ``database_url`` gets its own freshly created database there, dropped afterwards,
+so runs and tests never collide.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from helpers import PASSWORD, Vault
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from camvault.api.app import create_app
+from camvault.core import Camvault
+from camvault.settings import Settings
+from camvault.store.db import null_pool_engine
+
+PG_URL = os.environ.get("CAMVAULT_TEST_DATABASE_URL")
+BACKENDS = ["sqlite", "postgresql"] if PG_URL else ["sqlite"]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """None for SQLite in the data dir, or the URL of a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield None
+        return
+    assert PG_URL is not None
+    name = f"camvault_t_{os.getpid()}_{secrets.token_hex(4)}"
+    admin = null_pool_engine(
+        make_url(PG_URL).set(drivername="postgresql+psycopg").render_as_string(False)
+    )
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str | None) -> Settings:
+    return Settings(
+        data=tmp_path / "data",
+        database_url=database_url,
+        admin_password=PASSWORD,
+        login_max_failures=3,
+        login_window_seconds=60,
+    )
+
+
+@pytest.fixture
+async def vault(settings: Settings) -> AsyncIterator[Vault]:
+    camvault = Camvault(settings)
+    app = create_app(settings, camvault)
+    async with app.router.lifespan_context(app):
+        from anyio import to_thread
+
+        await to_thread.run_sync(camvault.bootstrap_admin)
+        yield Vault(app, camvault)
