@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import sys
@@ -74,6 +75,25 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _server_class() -> Any:
+    import uvicorn
+
+    from camvault.core import Camvault
+
+    class Server(uvicorn.Server):
+        """uvicorn, but live clients get 1001 (going away) first, so they come straight back."""
+
+        def __init__(self, config: uvicorn.Config, camvault: Camvault) -> None:
+            super().__init__(config)
+            self.camvault = camvault
+
+        async def shutdown(self, sockets: Any = None) -> None:
+            await self.camvault.close_live()
+            await super().shutdown(sockets)
+
+    return Server
+
+
 @app.command()
 def serve(
     data: DataOption = None,
@@ -90,6 +110,7 @@ def serve(
     from camvault.api.app import create_app
     from camvault.core import Camvault
 
+    _Server = _server_class()
     settings = make_settings(
         data, database_url, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key
     )
@@ -106,21 +127,27 @@ def serve(
         _echo(f"Created user 'admin' with password: {password}")
         _echo("Change it after your first login (camvault user passwd admin --password-stdin).")
     camvault.close()
+    live = Camvault(settings)
     sock = _bind(settings.host, settings.port)
     actual_port = sock.getsockname()[1]
     scheme = "https" if settings.tls else "http"
     _echo(f"camvault listening on {scheme}://{settings.host}:{actual_port}")
     sys.stdout.flush()
     config = uvicorn.Config(
-        create_app(settings, Camvault(settings)),
+        create_app(settings, live),
         log_level=log_level.lower(),
         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
         ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
         proxy_headers=False,
         timeout_graceful_shutdown=5,
         access_log=False,
+        ws_max_size=settings.ws_max_message,
+        ws_ping_interval=settings.ws_ping_interval,
+        ws_ping_timeout=settings.ws_ping_interval,
+        # Off: per-connection compression costs CPU on every fan-out to every client.
+        ws_per_message_deflate=False,
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    _Server(config, live).run(sockets=[sock])
 
 
 @user_app.command("add")
@@ -191,6 +218,44 @@ def user_passwd(
     finally:
         camvault.close()
     _echo(f"password changed for {name}")
+
+
+@app.command("watch")
+def watch_command(
+    server: Annotated[str, typer.Option(help="camvault server URL.")] = "http://127.0.0.1:8000",
+    username: Annotated[
+        str | None, typer.Option("--user", envvar="CAMVAULT_USER", help="Log in as this user.")
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="CAMVAULT_TOKEN", help="Bearer token instead of a login.", show_default=False
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print raw JSON frames.")] = False,
+    count: Annotated[int | None, typer.Option(help="Stop after this many frames.")] = None,
+) -> None:
+    """Print live events as they arrive (reconnects and resumes by itself).
+
+    Password: CAMVAULT_PASSWORD, or asked for.
+    """
+    import asyncio
+    import json
+    import os
+
+    from camvault.watch import describe, login, watch
+
+    if token is None:
+        if username is None:
+            _fail("give --user (and CAMVAULT_PASSWORD) or --token")
+        password = os.environ.get("CAMVAULT_PASSWORD") or typer.prompt("password", hide_input=True)
+        token = login(server, str(username), password)
+
+    def emit(frame: dict[str, Any]) -> None:
+        typer.echo(json.dumps(frame) if as_json else describe(frame))
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(watch(server, token, emit=emit, count=count))
 
 
 def main() -> None:

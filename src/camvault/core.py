@@ -6,6 +6,7 @@ opens the git repo and reconciles the two; ``close()`` releases them.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import secrets
@@ -15,6 +16,7 @@ from typing import IO
 
 from anyio import to_thread
 
+from camvault.events.hub import Hub
 from camvault.events.log import ensure_epoch
 from camvault.history.lfs import ContentStore
 from camvault.history.repo import VaultRepo
@@ -40,6 +42,7 @@ class Camvault:
             limiter=LoginLimiter(settings.login_max_failures, settings.login_window_seconds),
         )
         self._vault: VaultService | None = None
+        self._hub: Hub | None = None
         self._tmp_lock: IO[bytes] | None = None
         self.tmp_dir = settings.tmp_path / f"i{os.getpid()}-{secrets.token_hex(4)}"
         self.epoch = ""
@@ -49,6 +52,12 @@ class Camvault:
         if self._vault is None:
             raise RuntimeError("Camvault.open() has not run")
         return self._vault
+
+    @property
+    def hub(self) -> Hub:
+        if self._hub is None:
+            raise RuntimeError("Camvault.open() has not run")
+        return self._hub
 
     def open_sync(self) -> None:
         """Create or open everything on disk (blocking)."""
@@ -66,8 +75,36 @@ class Camvault:
         self._vault = VaultService(self.settings, self.db, repo, store, self.writer, self.tmp_dir)
 
     async def open(self) -> None:
+        """Open storage, reconcile DB with git, and start the live hub."""
         await to_thread.run_sync(self.open_sync)
         await self.vault.reconcile()
+        self._hub = Hub(
+            self.db,
+            self.vault.snapshots,
+            epoch=self.epoch,
+            queue_size=self.settings.ws_queue_size,
+            replay_window=self.settings.replay_window,
+            poll_interval=self.settings.ws_poll_interval,
+            authenticate_many=self.auth.authenticate_many,
+            revalidate_interval=self.settings.ws_revalidate_seconds,
+        )
+        await self._hub.start()
+
+    async def close_live(self, grace: float = 2.0) -> None:
+        """Close every WebSocket with 1001 and give them ``grace`` seconds to go."""
+        if self._hub is None:
+            return
+        hub = self._hub
+        await hub.stop()
+        for _ in range(int(grace / 0.05)):
+            if not hub.connections:
+                break
+            await asyncio.sleep(0.05)
+
+    async def aclose(self) -> None:
+        """Close live connections (1001: come back soon) and release storage."""
+        await self.close_live()
+        await to_thread.run_sync(self.close)
 
     def close(self) -> None:
         self.db.dispose()

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     name_pattern: str | None = Field(
         default=None, description="Optional shop regex every file name must match."
     )
+    stale_lock_hours: float = Field(
+        default=24.0, gt=0, description="A checkout older than this is shown as stale."
+    )
     session_hours: float = Field(default=12.0, gt=0, description="Session and token lifetime.")
     login_max_failures: int = Field(
         default=5, gt=0, description="Failed logins per user and client before 429."
@@ -68,6 +71,28 @@ class Settings(BaseSettings):
     )
     secure_cookies: bool | None = Field(
         default=None, description="Force the Secure cookie flag; default: on when TLS is on."
+    )
+    ws_queue_size: int = Field(
+        default=256, gt=0, description="Frames queued per WebSocket before a slow client is cut."
+    )
+    replay_window: int = Field(
+        default=10_000,
+        ge=0,
+        description="Events a reconnecting client may replay; older -> snapshot.",
+    )
+    ws_poll_interval: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often the hub checks the log for other processes' events.",
+    )
+    ws_ping_interval: float = Field(
+        default=20.0, gt=0, description="Seconds between WebSocket pings that detect dead peers."
+    )
+    ws_max_message: int = Field(
+        default=64 * 1024, gt=0, description="Largest client frame; bigger ones close with 1009."
+    )
+    ws_revalidate_seconds: float = Field(
+        default=30.0, gt=0, description="How often open WebSockets' sessions are re-checked."
     )
     sqlite_synchronous: str = Field(
         default="FULL", description="SQLite synchronous pragma (FULL survives power loss)."

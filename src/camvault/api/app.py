@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from camvault.api import routes_auth, routes_files
+from camvault.api import routes_auth, routes_files, routes_meta, ws
 from camvault.api.errors import install_error_handlers
 from camvault.core import Camvault
 from camvault.settings import Settings
@@ -26,7 +28,7 @@ def create_app(settings: Settings, camvault: Camvault | None = None) -> FastAPI:
         try:
             yield
         finally:
-            camvault.close()
+            await camvault.aclose()
 
     app = FastAPI(
         title="camvault",
@@ -41,6 +43,10 @@ def create_app(settings: Settings, camvault: Camvault | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(routes_auth.router)
     app.include_router(routes_files.router)
+    app.include_router(ws.router)
+    app.include_router(routes_meta.router)
+    static = Path(str(resources.files("camvault.web").joinpath("static")))
+    app.mount("/static", StaticFiles(directory=static), name="static")
     _mount_docs(app)
     return app
 

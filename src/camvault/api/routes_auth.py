@@ -51,7 +51,9 @@ async def login(request: Request, body: Credentials, response: Response) -> dict
     summary="End this session or token",
 )
 async def logout(request: Request, principal: CurrentPrincipal) -> Response:
-    await to_thread.run_sync(get_camvault(request).auth.logout, principal.token, principal.user)
+    camvault = get_camvault(request)
+    await to_thread.run_sync(camvault.auth.logout, principal.token, principal.user)
+    camvault.hub.drop_token(principal.token)
     response = Response(status_code=204)
     response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="lax")
     return response

@@ -29,6 +29,8 @@ class EventType(StrEnum):
     USER_LOGGED_IN = "user.logged_in"
     USER_LOGGED_OUT = "user.logged_out"
     USER_CREATED = "user.created"
+    CONFIG_CHANGED = "config.changed"
+    NOTIFICATION = "notification"
     USER_PASSWORD_CHANGED = "user.password_changed"  # noqa: S105 - an event name
 
 

@@ -340,7 +340,7 @@ class VaultRepo:
                 repo.create_reference_direct(MAIN_REF, commit_id, False)
             except pygit2.AlreadyExistsError as exc:
                 raise StorageError(lost) from exc
-            except pygit2.GitError as exc:
+            except (pygit2.GitError, OSError) as exc:
                 raise StorageError(f"cannot create {MAIN_REF}: {exc}") from exc
             return
         try:
@@ -353,8 +353,21 @@ class VaultRepo:
             # set_target passes the value read above as the old id, so libgit2 refuses the
             # update under the ref lock if anyone moved main in between.
             ref.set_target(commit_id)
-        except pygit2.GitError as exc:
+        except (pygit2.GitError, OSError) as exc:
             raise StorageError(f"{lost}: {exc}") from exc
+
+    def clear_stale_ref_lock(self) -> bool:
+        """Remove ``refs/heads/main.lock`` left by a process killed while moving main.
+
+        Only call this while holding the vault's write lock: then no live writer can own
+        the file, so it is stale. Returns whether one was removed.
+        """
+        lock = self.path / "refs" / "heads" / "main.lock"
+        try:
+            lock.unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     def commits_since(self, base: str | None) -> list[CommitInfo]:
         """Vault commits on main's first-parent line after ``base`` (exclusive), oldest first."""

@@ -246,6 +246,25 @@ class AuthService:
             return None
         return User(row.id, row.username, Role(row.role))
 
+    def authenticate_many(self, tokens: list[str]) -> set[str]:
+        """Which of these tokens are still live sessions of enabled users (blocking)."""
+        by_hash = {token_hash(t): t for t in tokens}
+        alive: set[str] = set()
+        now = datetime.now(UTC)
+        hashes = list(by_hash)
+        with self.db.read() as conn:
+            for start in range(0, len(hashes), 500):
+                rows = conn.execute(
+                    select(sessions.c.token_hash, sessions.c.expires_at)
+                    .select_from(sessions.join(users, users.c.id == sessions.c.user_id))
+                    .where(
+                        sessions.c.token_hash.in_(hashes[start : start + 500]),
+                        users.c.disabled.is_(False),
+                    )
+                ).all()
+                alive.update(by_hash[r.token_hash] for r in rows if aware(r.expires_at) > now)
+        return alive
+
     def logout(self, token: str, user: User) -> None:
         """End one session or token (blocking)."""
         with self.db.write() as conn:

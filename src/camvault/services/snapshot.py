@@ -8,7 +8,6 @@ index. The seq and the list are read in one transaction so they always agree.
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 import orjson
 
@@ -18,33 +17,28 @@ from camvault.store.queries import grouped_records
 
 
 class SnapshotCache:
-    """Caches ``{"seq": n, "groups": {...}}`` as bytes, keyed by seq."""
+    """Caches the groups mapping as JSON bytes, keyed by the seq it reflects."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
         self._lock = threading.Lock()
         self._seq = -1
-        self._body = b""
-        self._groups: dict[str, list[dict[str, Any]]] = {}
+        self._groups_json = b"{}"
 
     def get(self) -> tuple[int, bytes]:
-        """The newest list as ``(seq, json bytes)`` (blocking; call from a thread)."""
-        return self._current()[:2]
+        """``(seq, b'{"seq": n, "groups": {...}}')`` for GET /api/files (blocking)."""
+        seq, groups = self.groups_json()
+        return seq, b'{"seq":%d,"groups":' % seq + groups + b"}"
 
-    def groups(self) -> tuple[int, dict[str, list[dict[str, Any]]]]:
-        """The newest list as ``(seq, groups)``; callers must not mutate the mapping."""
-        seq, _body, groups = self._current()
-        return seq, groups
-
-    def _current(self) -> tuple[int, bytes, dict[str, list[dict[str, Any]]]]:
+    def groups_json(self) -> tuple[int, bytes]:
+        """``(seq, groups mapping as JSON bytes)``, current as of the newest event."""
         with self.db.read() as conn:
             seq = latest_seq(conn)
             with self._lock:
                 if seq == self._seq:
-                    return self._seq, self._body, self._groups
-            groups = grouped_records(conn)
-        body = orjson.dumps({"seq": seq, "groups": groups})
+                    return self._seq, self._groups_json
+            groups_json = orjson.dumps(grouped_records(conn))
         with self._lock:
             if seq >= self._seq:
-                self._seq, self._body, self._groups = seq, body, groups
-        return seq, body, groups
+                self._seq, self._groups_json = seq, groups_json
+        return seq, groups_json

@@ -9,6 +9,7 @@ missing commits from git (the history of record) on the next write or at startup
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,6 +52,8 @@ from camvault.store.queries import (
     version_row,
     version_rows,
 )
+
+log = logging.getLogger("camvault.vault")
 
 MAX_MESSAGE = 4000
 MAX_DESCRIPTION = 1000
@@ -127,6 +130,38 @@ class VaultService:
             allowed_extensions=self.settings.allowed_extensions,
             pattern=self.settings.name_pattern,
         )
+
+    def public_config(self) -> dict[str, Any]:
+        """The settings every signed-in client may see (the page adapts to them)."""
+        return {
+            "allowed_extensions": list(self.settings.allowed_extensions),
+            "name_pattern": self.settings.name_pattern,
+            "max_upload_bytes": self.settings.max_upload_bytes,
+            "stale_lock_hours": self.settings.stale_lock_hours,
+        }
+
+    async def check_names(self, names: list[str]) -> list[dict[str, Any]]:
+        """Would these names be accepted for new files? Same rules as upload, nothing written."""
+
+        def check() -> list[dict[str, Any]]:
+            results = []
+            with self.db.read() as conn:
+                for name in names:
+                    try:
+                        validate_name(name, self.rules)
+                        if file_row(conn, name_key(name)) is not None:
+                            raise Exists(
+                                f"a file named {name!r} already exists (names ignore case)"
+                            )
+                    except (BadRequest, Exists) as exc:
+                        results.append(
+                            {"name": name, "ok": False, "code": exc.code, "message": exc.message}
+                        )
+                    else:
+                        results.append({"name": name, "ok": True, "code": None, "message": None})
+            return results
+
+        return await to_thread.run_sync(check)
 
     def is_lfs(self, filename: str) -> bool:
         return self.repo.wants_lfs(filename)
@@ -618,6 +653,9 @@ class VaultService:
 
     def catch_up(self, conn: Connection) -> int:
         """Apply git commits the database has not seen yet (same transaction as the caller)."""
+        # We hold the write lock, so a ref lock file can only be a dead process's leftover.
+        if self.repo.clear_stale_ref_lock():
+            log.warning("removed a stale lock on main left by a crashed writer")
         db_head = get_meta(conn, "git_head")
         git_head = self.repo.head
         if db_head == git_head:

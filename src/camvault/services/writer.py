@@ -7,7 +7,7 @@ processes the database's write transaction (``Database.write``) does the same jo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 from anyio import to_thread
@@ -21,14 +21,7 @@ class Writer:
 
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
-        self.after_commit: list[Callable[[], Awaitable[None] | None]] = []
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         async with self._lock:
-            result = await to_thread.run_sync(lambda: fn(*args, **kwargs))
-        for hook in self.after_commit:
-            # e.g. the live hub's wake-up: the new events reach clients without polling delay.
-            outcome = hook()
-            if outcome is not None:
-                await outcome
-        return result
+            return await to_thread.run_sync(lambda: fn(*args, **kwargs))

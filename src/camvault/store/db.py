@@ -9,7 +9,7 @@ one database never interleave a change.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,8 @@ class Database:
             _configure_sqlite(self.engine, sqlite_synchronous)
         else:
             self.engine = create_engine(url, pool_size=10, max_overflow=30, pool_pre_ping=True)
+        # Called (in the writing thread) after every committed write: the live hub's wake-up.
+        self.on_commit: list[Callable[[], None]] = []
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -54,10 +56,13 @@ class Database:
     def write(self) -> Iterator[Connection]:
         """An exclusive write transaction, serialized across threads and processes."""
         options: dict[str, Any] = {"camvault_write": True}
-        with self.engine.connect().execution_options(**options) as conn, conn.begin():
-            if not self.is_sqlite:
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITER_LOCK_KEY})
-            yield conn
+        with self.engine.connect().execution_options(**options) as conn:
+            with conn.begin():
+                if not self.is_sqlite:
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITER_LOCK_KEY})
+                yield conn
+            for hook in self.on_commit:
+                hook()
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision (idempotent; safe with many instances)."""

@@ -1,0 +1,175 @@
+"""Checkout + cancel-checkout latency with 50 concurrent users.
+
+Goal (from the issue): p99 <= 20 ms with 50 concurrent users. Variants:
+  own files  - each user loops checkout -> cancel on its own file (no conflicts)
+  contended  - all 50 users on 5 files: a 409 (locked by someone else) is a normal answer
+  paced      - own files, but each user thinks ~1 s between operations (~50 ops/s offered)
+Each user is one keep-alive connection driven by a minimal asyncio HTTP client (httpx costs
+~10x more client CPU per request, which on 2 cores would slow the server it measures).
+The first two are closed loops without think time: they measure capacity, and by Little's
+law their latency is about users / throughput once the one writer is saturated.
+
+    .venv/bin/python bench/checkout.py [--quick] [--profile] [--sqlite-synchronous NORMAL]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from typing import Any
+
+import _server as b
+
+USERS = 50
+HOT_FILES = 5
+
+
+def file_of(i: int) -> str:
+    return f"{2000000 + i:07d}_OP1.mcam"
+
+
+async def user_loop(
+    http: b.AsyncHttp,
+    name: str,
+    until: float,
+    samples: dict[str, list[float]],
+    think: Callable[[], float] | None,
+) -> None:
+    """checkout -> (cancel if we got it) until the deadline, recording each request."""
+    if think is not None:
+        await asyncio.sleep(think() * random.random())  # spread the first requests out
+    while time.monotonic() < until:
+        start = time.perf_counter()
+        status, body = await http.request("POST", f"/api/files/{name}/checkout", {"message": "b"})
+        elapsed = time.perf_counter() - start
+        b.check(status, body, 200, 409, what="checkout")
+        samples["checkout" if status == 200 else "checkout 409"].append(elapsed)
+        if status == 200:
+            start = time.perf_counter()
+            status, body = await http.request("POST", f"/api/files/{name}/cancel-checkout")
+            samples["cancel"].append(time.perf_counter() - start)
+            b.check(status, body, 200, what="cancel")
+        if think is not None:
+            await asyncio.sleep(think())
+
+
+async def run_variant(
+    base_url: str,
+    tokens: list[str],
+    files: list[str],
+    seconds: float,
+    think: Callable[[], float] | None = None,
+) -> tuple[dict[str, list[float]], float]:
+    samples: dict[str, list[float]] = {"checkout": [], "checkout 409": [], "cancel": []}
+    clients = [b.AsyncHttp(base_url, token) for token in tokens]
+    try:
+        # Open and warm each connection before the clock starts.
+        await asyncio.gather(*(c.request("GET", "/api/auth/me") for c in clients))
+        start = time.perf_counter()
+        until = time.monotonic() + seconds
+        await asyncio.gather(
+            *(
+                user_loop(c, files[i % len(files)], until, samples, think)
+                for i, c in enumerate(clients)
+            )
+        )
+        wall = time.perf_counter() - start
+    finally:
+        await asyncio.gather(*(c.close() for c in clients))
+    return samples, wall
+
+
+def variant_rows(
+    label: str, samples: dict[str, list[float]], wall: float, cpu: b.CpuMonitor
+) -> list[b.Row]:
+    rows = []
+    for op, values in samples.items():
+        if not values:
+            continue
+        d = b.dist_ms(values)
+        note = f"n={d['n']}, p50 {d['p50']:.1f}, p95 {d['p95']:.1f}, max {d['max']:.1f}"
+        if op == "checkout 409":
+            rows.append(b.info(f"{label}: {op} p99", d["p99"], "ms", note))
+        else:
+            rows.append(b.goal_le(f"{label}: {op} p99", d["p99"], 20, "ms", note))
+    requests = sum(len(v) for v in samples.values())
+    cycles = len(samples["cancel"])
+    rows.append(
+        b.info(
+            f"{label}: throughput",
+            requests / wall,
+            "req/s",
+            f"{cycles / wall:.0f} checkout+cancel cycles/s over {wall:.1f} s",
+        )
+    )
+    rows.append(
+        b.info(
+            f"{label}: server CPU per request",
+            cpu.server_cores * wall / requests * 1000,
+            "ms",
+            "all server threads; one GIL caps Python work at ~1 core",
+        )
+    )
+    rows.append(cpu.row(label))
+    return rows
+
+
+def _sync_env() -> dict[str, str]:
+    """``--sqlite-synchronous MODE``: compare the fsync-per-commit cost (default FULL)."""
+    args = sys.argv[1:]
+    if "--sqlite-synchronous" in args:
+        return {"CAMVAULT_SQLITE_SYNCHRONOUS": args[args.index("--sqlite-synchronous") + 1]}
+    return {}
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv[1:]
+    seconds = 5.0 if quick else 15.0
+    users = [f"u{i}" for i in range(1, USERS + 1)]
+    files = [file_of(i) for i in range(USERS)]
+    extra: dict[str, Any] = {}
+    rows: list[b.Row] = []
+    b.wait_for_quiet()
+    with b.temp_data_dir("checkout") as data:
+        b.step(f"creating {USERS} users (argon2)")
+        b.add_users(data, users)
+        with b.running_server(data, env=_sync_env()) as server:
+            admin = b.login(server.base_url)
+            b.step(f"uploading {USERS} files")
+            with b.client(server.base_url, admin) as http:
+                for name in files:
+                    b.upload_small(http, name, b.mcam_bytes(4096))
+            b.step(f"logging in {USERS} users")
+            tokens = [b.login(server.base_url, user) for user in users]
+            asyncio.run(run_variant(server.base_url, tokens, files, 1.0))  # warm-up
+            rng = random.Random(3)
+            variants: list[tuple[str, list[str], Callable[[], float] | None]] = [
+                ("own files", files, None),
+                ("contended (5 files)", files[:HOT_FILES], None),
+                ("paced (~1 s think)", files, lambda: rng.uniform(0.5, 1.5)),
+            ]
+            for label, targets, think in variants:
+                profiling = b.wants_profile() and b.PySpy.available() and think is None
+                slug = "checkout-" + label.split()[0]
+                spy = b.PySpy(server.pid, slug) if profiling else nullcontext()
+                b.step(f"variant: {label}, {seconds:.0f} s")
+                with b.CpuMonitor([server.pid]) as cpu, spy:
+                    samples, wall = asyncio.run(
+                        run_variant(server.base_url, tokens, targets, seconds, think)
+                    )
+                rows += variant_rows(label, samples, wall, cpu)
+                extra[label] = {op: b.dist_ms(v) for op, v in samples.items() if v}
+                if isinstance(spy, b.PySpy):
+                    extra[f"profile {label}"] = spy.print_summary()
+    mode = _sync_env().get("CAMVAULT_SQLITE_SYNCHRONOUS", "FULL")
+    extra["sqlite_synchronous"] = mode
+    b.print_table(f"checkout + cancel, {USERS} concurrent users (SQLite synchronous={mode})", rows)
+    b.write_result("checkout" if mode == "FULL" else f"checkout-{mode.lower()}", rows, extra)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""``/ws``: the live event stream. It authenticates, checks Origin, subscribes to the hub,
+answers PING and RESUME, and reports bad frames; everything else is the hub's job.
+
+Browsers authenticate with the session cookie and must send an allowed ``Origin``.
+Non-browser clients send ``Authorization: Bearer <token>`` (and usually no Origin).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from camvault.api.security import authenticate, get_camvault, origin_allowed
+from camvault.events.frames import PONG, error_frame
+from camvault.events.hub import CLOSE_POLICY, Connection, Hub
+
+router = APIRouter()
+
+
+def _int_param(websocket: WebSocket, name: str) -> int | None:
+    value = websocket.query_params.get(name)
+    return int(value) if value is not None and value.isdigit() else None
+
+
+@router.websocket("/ws")
+async def live(websocket: WebSocket) -> None:
+    camvault = get_camvault(websocket)
+    principal = await authenticate(websocket)
+    origin = websocket.headers.get("origin")
+    allowed = camvault.settings.allowed_origins
+    # A browser always sends Origin; a cross-site page must not ride on the user's cookie.
+    if (
+        principal is None
+        or (origin is not None and not origin_allowed(websocket, origin, allowed))
+        or (principal.via_cookie and origin is None)
+    ):
+        await websocket.close(CLOSE_POLICY)  # before accept: the handshake gets HTTP 403
+        return
+    await websocket.accept()
+    hub = camvault.hub
+    conn = Connection(principal.user.username, principal.token, hub.queue_size)
+    writer = asyncio.create_task(_write(websocket, conn))
+    reader = asyncio.create_task(_read(websocket, conn, hub))
+    closed = asyncio.create_task(conn.closed.wait())
+    try:
+        await hub.attach(conn, _int_param(websocket, "after"), websocket.query_params.get("epoch"))
+        await asyncio.wait([writer, reader, closed], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (reader, writer, closed):
+            task.cancel()
+        for task in (reader, writer, closed):
+            with contextlib.suppress(
+                asyncio.CancelledError, WebSocketDisconnect, RuntimeError, OSError
+            ):
+                await task
+        await _close(websocket, conn.close_code or 1000)
+        # Detached only once the close frame is out: shutdown waits for this (1001 first).
+        hub.detach(conn)
+
+
+async def _write(websocket: WebSocket, conn: Connection) -> None:
+    while True:
+        text = await conn.queue.get()
+        await websocket.send_text(text)
+
+
+async def _read(websocket: WebSocket, conn: Connection, hub: Hub) -> None:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            conn.close(message.get("code", 1000))
+            return
+        text = message.get("text")
+        if text is None:
+            conn.send(error_frame("binary_frame", "frames must be JSON text, not binary"))
+            continue
+        try:
+            data: Any = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            conn.send(error_frame("bad_json", "the frame is not valid JSON"))
+            continue
+        kind = data.get("type") if isinstance(data, dict) else None
+        if kind == "PING":
+            conn.send(PONG)
+        elif kind == "RESUME" and isinstance(data.get("after"), int) and data["after"] >= 0:
+            await hub.resume(conn, data["after"])
+        elif kind == "RESUME":
+            conn.send(error_frame("bad_frame", "RESUME needs a non-negative integer 'after'"))
+        else:
+            conn.send(error_frame("unknown_type", f"unknown frame type {kind!r}"))
+
+
+async def _close(websocket: WebSocket, code: int) -> None:
+    if websocket.application_state != WebSocketState.CONNECTED:
+        return
+    # A client that stopped reading may never take the close frame: don't wait forever.
+    with contextlib.suppress(TimeoutError, RuntimeError, WebSocketDisconnect, OSError):
+        await asyncio.wait_for(websocket.close(code), timeout=2)

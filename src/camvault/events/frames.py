@@ -1,0 +1,95 @@
+"""Live-protocol frames: what each logged event looks like on the WebSocket.
+
+A *broadcast* frame goes to every client and carries ``seq`` (its event) and ``prev`` (the
+seq of the broadcast frame before it), so a client that finds ``prev`` greater than the last
+seq it saw knows it missed something. A *targeted* frame (LOCK_BROKEN, NOTIFICATION) goes to
+one user and carries its event's seq but no ``prev``. PRESENCE, PONG and ERROR carry no seq.
+See docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from camvault.events.log import EventType
+
+FILE_EVENTS = frozenset(
+    {
+        EventType.FILE_UPLOADED,
+        EventType.FILE_CHECKED_OUT,
+        EventType.FILE_CHECKED_IN,
+        EventType.FILE_CHECKOUT_CANCELLED,
+        EventType.FILE_REVERTED,
+        EventType.FILE_LOCK_BROKEN,
+        EventType.FILE_RECOVERED,
+    }
+)
+BROADCAST_EVENTS = FILE_EVENTS | {
+    EventType.FILE_DELETED,
+    EventType.USER_LOGGED_IN,
+    EventType.USER_LOGGED_OUT,
+    EventType.CONFIG_CHANGED,
+}
+
+
+@dataclass(frozen=True)
+class EventFrames:
+    """The frames one event produces: one for everyone, and some for single users."""
+
+    seq: int
+    broadcast: dict[str, Any] | None
+    targeted: tuple[tuple[str, dict[str, Any]], ...]
+
+
+def frames_for(
+    seq: int, type_: str, actor: str | None, filename: str | None, data: dict[str, Any]
+) -> EventFrames:
+    """Map one event-log row to its frames (without ``prev``, which the hub adds)."""
+    kind = EventType(type_) if type_ in EventType._value2member_map_ else None
+    broadcast: dict[str, Any] | None = None
+    targeted: list[tuple[str, dict[str, Any]]] = []
+    if kind in FILE_EVENTS:
+        broadcast = frame("FILE_UPDATED", {"file": data["file"]}, seq)
+    elif kind is EventType.FILE_DELETED:
+        broadcast = frame("FILE_REMOVED", {"filename": filename}, seq)
+    elif kind is EventType.USER_LOGGED_IN:
+        broadcast = frame("USER_LOGGED_IN", {"username": data["username"]}, seq)
+    elif kind is EventType.USER_LOGGED_OUT:
+        broadcast = frame("USER_LOGGED_OUT", {"username": data["username"]}, seq)
+    elif kind is EventType.CONFIG_CHANGED:
+        broadcast = frame("CONFIG_CHANGED", {"settings": data["settings"]}, seq)
+    if kind is EventType.FILE_LOCK_BROKEN:
+        payload = {"filename": filename, "by": actor, "reason": data["reason"]}
+        targeted.append((data["holder"], frame("LOCK_BROKEN", payload, seq)))
+    elif kind is EventType.NOTIFICATION:
+        payload = {k: v for k, v in data.items() if k != "to"}
+        targeted.append((data["to"], frame("NOTIFICATION", payload, seq)))
+    return EventFrames(seq, broadcast, tuple(targeted))
+
+
+def frame(type_: str, payload: dict[str, Any], seq: int | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": type_}
+    if seq is not None:
+        out["seq"] = seq
+    out["payload"] = payload
+    return out
+
+
+def encode(message: dict[str, Any]) -> str:
+    return orjson.dumps(message).decode()
+
+
+def snapshot_frame(seq: int, epoch: str, groups_json: bytes) -> str:
+    """FILE_LIST_UPDATED built around the cached groups JSON (never re-encoded per client)."""
+    head = orjson.dumps({"type": "FILE_LIST_UPDATED", "seq": seq, "epoch": epoch})
+    return (head[:-1] + b',"payload":' + groups_json + b"}").decode()
+
+
+def error_frame(code: str, message: str) -> str:
+    return encode({"type": "ERROR", "payload": {"code": code, "message": message}})
+
+
+PONG = encode({"type": "PONG"})

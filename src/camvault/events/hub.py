@@ -1,0 +1,274 @@
+"""The hub: tails the event log and fans its frames out to WebSocket connections.
+
+The log is the truth. The hub is woken after every committed write (``Database.on_commit``)
+and also polls, so a write made by another process on the same database still arrives.
+Each connection has its own bounded queue and writer task: a client that stops reading
+fills only its own queue and is then closed (1013), never delaying the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from anyio import to_thread
+from sqlalchemy import select
+
+from camvault.events.frames import (
+    BROADCAST_EVENTS,
+    EventFrames,
+    encode,
+    frame,
+    frames_for,
+    snapshot_frame,
+)
+from camvault.events.log import latest_seq
+from camvault.services.snapshot import SnapshotCache
+from camvault.store.db import Database
+from camvault.store.models import events
+
+log = logging.getLogger("camvault.hub")
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN = 1013
+PAGE = 1000
+
+
+@dataclass(eq=False)
+class Connection:
+    """One open WebSocket: who it is, what it has been sent, and its outgoing queue."""
+
+    username: str
+    token: str
+    queue_size: int
+    last_seq: int = 0
+    close_code: int | None = None
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+    queue: asyncio.Queue[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.queue = asyncio.Queue(self.queue_size)
+
+    def send(self, text: str) -> None:
+        """Queue a frame; a full queue means the client fell behind: close it (1013)."""
+        if self.close_code is not None:
+            return
+        try:
+            self.queue.put_nowait(text)
+        except asyncio.QueueFull:
+            self.close(CLOSE_TRY_AGAIN)
+
+    def close(self, code: int) -> None:
+        if self.close_code is None:
+            self.close_code = code
+            self.closed.set()
+
+
+class Hub:
+    """Fans the event log out to connections; tracks who is online."""
+
+    def __init__(
+        self,
+        db: Database,
+        snapshots: SnapshotCache,
+        *,
+        epoch: str,
+        queue_size: int,
+        replay_window: int,
+        poll_interval: float,
+        authenticate_many: Callable[[list[str]], set[str]],
+        revalidate_interval: float = 30.0,
+    ) -> None:
+        self.db = db
+        self.snapshots = snapshots
+        self.epoch = epoch
+        self.queue_size = queue_size
+        self.replay_window = replay_window
+        self.poll_interval = poll_interval
+        self.revalidate_interval = revalidate_interval
+        self.authenticate_many = authenticate_many
+        self.connections: set[Connection] = set()
+        self.seq = 0
+        self.last_broadcast = 0
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.stopped = False
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.seq, self.last_broadcast = await to_thread.run_sync(self._positions)
+        self.db.on_commit.append(self.wake_threadsafe)
+        self._tasks = [
+            asyncio.create_task(self._tail(), name="hub-tail"),
+            asyncio.create_task(self._revalidate(), name="hub-revalidate"),
+        ]
+
+    async def stop(self, code: int = CLOSE_GOING_AWAY) -> None:
+        """Close every connection with ``code`` (1001 at shutdown) and stop tailing."""
+        self.stopped = True
+        for conn in list(self.connections):
+            conn.close(code)
+        if self.wake_threadsafe in self.db.on_commit:
+            self.db.on_commit.remove(self.wake_threadsafe)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    def wake_threadsafe(self) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake.set)
+
+    def _positions(self) -> tuple[int, int]:
+        with self.db.read() as conn:
+            seq = latest_seq(conn)
+            last = conn.execute(
+                select(events.c.seq)
+                .where(events.c.type.in_([str(t) for t in BROADCAST_EVENTS]))
+                .order_by(events.c.seq.desc())
+                .limit(1)
+            ).scalar()
+        return seq, int(last or 0)
+
+    # --- connections ----------------------------------------------------------------------
+
+    async def attach(self, conn: Connection, after: int | None, epoch: str | None) -> None:
+        """Start a connection: replay after ``after`` if we can, else a fresh snapshot."""
+        if self.stopped:
+            conn.close(CLOSE_GOING_AWAY)
+            return
+        async with self._lock:
+            await self._catch_up(conn, after, epoch)
+            first_of_user = all(c.username != conn.username for c in self.connections)
+            self.connections.add(conn)
+        conn.send(self._presence_frame())
+        if first_of_user:
+            self._broadcast_presence(exclude=conn)
+
+    def detach(self, conn: Connection) -> None:
+        if conn not in self.connections:
+            return
+        self.connections.discard(conn)
+        if all(c.username != conn.username for c in self.connections):
+            self._broadcast_presence()
+
+    async def resume(self, conn: Connection, after: int) -> None:
+        """A RESUME frame: replay from ``after`` (or a snapshot) on a live connection."""
+        async with self._lock:
+            await self._catch_up(conn, after, None)
+
+    async def _catch_up(self, conn: Connection, after: int | None, epoch: str | None) -> None:
+        replayable = (
+            after is not None
+            and (epoch is None or epoch == self.epoch)
+            and 0 <= after <= self.seq
+            and self.seq - after <= self.replay_window
+        )
+        if replayable and after is not None:
+            rows = await to_thread.run_sync(self._read_events, after, self.seq)
+            prev = after
+            for frames in rows:
+                prev = self._deliver(conn, frames, prev)
+            conn.last_seq = max(self.seq, after)
+            return
+        seq, groups_json = await to_thread.run_sync(self.snapshots.groups_json)
+        conn.send(snapshot_frame(seq, self.epoch, groups_json))
+        conn.last_seq = seq
+
+    def online(self) -> list[str]:
+        return sorted({c.username for c in self.connections})
+
+    def _presence_frame(self) -> str:
+        return encode(frame("PRESENCE", {"online": self.online()}))
+
+    def _broadcast_presence(self, exclude: Connection | None = None) -> None:
+        text = self._presence_frame()
+        for conn in list(self.connections):
+            if conn is not exclude:
+                conn.send(text)
+
+    # --- tailing the log ------------------------------------------------------------------
+
+    def _read_events(self, after: int, upto: int | None = None) -> list[EventFrames]:
+        query = select(events).where(events.c.seq > after).order_by(events.c.seq)
+        if upto is not None:
+            query = query.where(events.c.seq <= upto)
+        with self.db.read() as conn:
+            rows = conn.execute(query.limit(PAGE if upto is None else None)).all()
+        return [frames_for(r.seq, r.type, r.actor, r.filename, r.data) for r in rows]
+
+    def _deliver(self, conn: Connection, frames: EventFrames, prev: int) -> int:
+        """Send one event's frames to one connection (replay); returns the new prev."""
+        if frames.broadcast is not None:
+            conn.send(encode({**frames.broadcast, "prev": prev}))
+            prev = frames.seq
+        for username, message in frames.targeted:
+            if username == conn.username:
+                conn.send(encode(message))
+        return prev
+
+    async def _tail(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            self._wake.clear()
+            async with self._lock:
+                while True:
+                    batch = await to_thread.run_sync(self._read_events, self.seq)
+                    for frames in batch:
+                        self._fan_out(frames)
+                    if len(batch) < PAGE:
+                        break
+
+    def _fan_out(self, frames: EventFrames) -> None:
+        broadcast = None
+        if frames.broadcast is not None:
+            broadcast = encode({**frames.broadcast, "prev": self.last_broadcast})
+            self.last_broadcast = frames.seq
+        targeted = [(user, encode(message)) for user, message in frames.targeted]
+        for conn in list(self.connections):
+            if frames.seq <= conn.last_seq:
+                continue  # already in this client's snapshot or replay
+            if broadcast is not None:
+                conn.send(broadcast)
+            for username, text in targeted:
+                if username == conn.username:
+                    conn.send(text)
+            conn.last_seq = frames.seq
+        self.seq = frames.seq
+
+    async def _revalidate(self) -> None:
+        """Close connections whose session ended (logout, expiry, disabled user)."""
+        while True:
+            await asyncio.sleep(self.revalidate_interval)
+            await self.revalidate()
+
+    async def revalidate(self) -> None:
+        tokens = list({c.token for c in self.connections})
+        if not tokens:
+            return
+        alive = await to_thread.run_sync(self.authenticate_many, tokens)
+        for conn in list(self.connections):
+            if conn.token not in alive:
+                conn.close(CLOSE_POLICY)
+
+    def drop_token(self, token: str) -> None:
+        """Close the connections of a session that just ended (logout)."""
+        for conn in list(self.connections):
+            if conn.token == token:
+                conn.close(CLOSE_POLICY)
+
+    def stats(self) -> dict[str, Any]:
+        return {"connections": len(self.connections), "seq": self.seq}

@@ -1,0 +1,127 @@
+"""Upload limits, aborted uploads, hostile multipart filenames and the Secure cookie."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from helpers import PASSWORD, Vault, checkin, mcam, upload
+
+from camvault.api.app import create_app
+from camvault.core import Camvault
+from camvault.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+
+def leftovers(vault: Vault) -> list[str]:
+    return [p.name for p in vault.camvault.tmp_dir.iterdir() if p.name != ".lock"]
+
+
+@pytest.fixture
+async def small_vault(settings: Settings) -> AsyncIterator[Vault]:
+    small = settings.model_copy(update={"max_upload_bytes": 64 * 1024})
+    camvault = Camvault(small)
+    app = create_app(small, camvault)
+    async with app.router.lifespan_context(app):
+        camvault.bootstrap_admin()
+        yield Vault(app, camvault)
+
+
+async def test_an_upload_over_the_limit_is_too_large_and_leaves_nothing(
+    small_vault: Vault,
+) -> None:
+    async with await small_vault.login("admin") as admin:
+        response = await upload(admin, "1234567.mcam", mcam(b"x" * 100_000))
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "too_large"
+        assert (await admin.get("/api/files")).json()["groups"] == {}
+    assert leftovers(small_vault) == []
+
+
+async def test_a_content_length_over_the_limit_is_refused_before_reading(
+    small_vault: Vault,
+) -> None:
+    async with await small_vault.login("admin") as admin:
+        response = await admin.post(
+            "/api/files",
+            content=b"--x--\r\n",
+            headers={
+                "content-type": "multipart/form-data; boundary=x",
+                "content-length": str(10 * 1024 * 1024),
+            },
+        )
+    assert response.status_code == 413
+
+
+async def test_an_upload_aborted_mid_stream_leaves_no_version_and_no_temp_file(
+    vault: Vault,
+) -> None:
+    class Aborted(Exception):
+        pass
+
+    async def body() -> AsyncIterator[bytes]:
+        yield (
+            b'--b\r\nContent-Disposition: form-data; name="file"; filename="1234567.mcam"'
+            b"\r\nContent-Type: application/octet-stream\r\n\r\n" + mcam(b"a" * 300_000)
+        )
+        raise Aborted("client went away")
+
+    async with await vault.login("admin") as admin:
+        await upload(admin, "7654321.mcam", mcam())
+        await admin.post("/api/files/7654321.mcam/checkout", json={})
+        for path in ("/api/files", "/api/files/7654321.mcam/checkin"):
+            with pytest.raises(Aborted):
+                await admin.post(
+                    path,
+                    content=body(),
+                    headers={"content-type": "multipart/form-data; boundary=b"},
+                )
+        names = [f["filename"] for f in (await admin.get("/api/files")).json()["groups"]["76XXXXX"]]
+        assert names == ["7654321.mcam"]
+        record = (await admin.get("/api/files/7654321.mcam")).json()
+        assert (record["version"], record["lock"]["user"]) == (1, "admin")
+    assert leftovers(vault) == []
+
+
+async def test_a_hostile_multipart_filename_on_checkin_is_ignored(
+    vault: Vault, tmp_path: Path
+) -> None:
+    before = sorted(p for p in tmp_path.rglob("*") if "data" not in p.parts)
+    async with await vault.login("admin") as admin:
+        await upload(admin, "1234567.mcam", mcam())
+        await admin.post("/api/files/1234567.mcam/checkout", json={})
+        response = await admin.post(
+            "/api/files/1234567.mcam/checkin",
+            files={"file": ("../../../escape.mcam", mcam(b"v2"), "application/octet-stream")},
+            data={"message": "v2"},
+        )
+        assert response.status_code == 200
+        assert response.json()["filename"] == "1234567.mcam"
+        refused = await upload(admin, "../../escape.mcam", mcam())
+        assert refused.json()["error"]["code"] == "invalid_name"
+    after = sorted(p for p in tmp_path.rglob("*") if "data" not in p.parts)
+    assert after == before
+    assert not list(tmp_path.rglob("escape.mcam"))
+
+
+async def test_the_session_cookie_is_secure_over_https(vault: Vault) -> None:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=vault.app), base_url="https://testserver"
+    ) as browser:
+        response = await browser.post(
+            "/api/auth/login", json={"username": "admin", "password": PASSWORD}
+        )
+    assert "secure" in response.headers["set-cookie"].lower()
+
+
+async def test_a_checkin_of_an_identical_file_is_still_a_new_version(vault: Vault) -> None:
+    async with await vault.login("admin") as admin:
+        await upload(admin, "1234567.mcam", mcam(b"same"))
+        await admin.post("/api/files/1234567.mcam/checkout", json={})
+        response = await checkin(admin, "1234567.mcam", mcam(b"same"), "no change, new rev")
+        assert response.json()["version"] == 2
+        objects = list((vault.camvault.settings.repo_path / "lfs" / "objects").rglob("*"))
+        assert len([p for p in objects if p.is_file()]) == 1  # stored once per sha256

@@ -1,0 +1,1 @@
+"""End-to-end tests: the real ``camvault serve`` and CLI in subprocesses."""
