@@ -1,0 +1,315 @@
+// The page: one store, actions that call the API or setState, views rendered from state.
+// Data flows one way: event (frame, API answer, click) -> store -> render.
+
+import { ApiError, api, contentUrl, uploadForm } from "./api.js";
+import { createLiveClient, initialLiveState } from "./live.js";
+import { createStore } from "./store.js";
+import { renderBanner, renderHeader, renderLogin, renderToasts } from "./views/chrome.js";
+import { createDialogView } from "./views/dialogs.js";
+import { createVaultView } from "./views/vault.js";
+
+const saved = (key, fallback) => {
+  try {
+    return JSON.parse(localStorage.getItem(`camvault.${key}`)) ?? fallback;
+  } catch {
+    return fallback;
+  }
+};
+const save = (key, value) => localStorage.setItem(`camvault.${key}`, JSON.stringify(value));
+
+function freshState(extra = {}) {
+  return {
+    ...initialLiveState(),
+    connection: { status: "idle", attempt: 0, nextAttemptAt: null },
+    user: null,
+    config: null,
+    ui: {
+      view: "loading", query: "", filter: "all", expanded: saved("expanded", {}),
+      theme: saved("theme", "auto"), dialog: null, toasts: [], now: Date.now(),
+      busy: false, loginMessage: null,
+    },
+    ...extra,
+  };
+}
+
+const store = createStore(freshState());
+window.camvault = { store }; // for tests and the curious: read-only use, please
+let live = null;
+let upload = null; // the running upload's abort handle
+let nextId = 1;
+
+const setUi = (patch) => store.setState((s) => ({ ...s, ui: { ...s.ui, ...(typeof patch === "function" ? patch(s.ui) : patch) } }));
+const setDialog = (patch) => setUi((ui) => (ui.dialog ? { dialog: { ...ui.dialog, ...patch } } : {}));
+
+function toast(kind, message, { title = null, sticky = false } = {}) {
+  const id = nextId++;
+  setUi((ui) => ({ toasts: [...ui.toasts, { id, kind, message, title }].slice(-5) }));
+  if (!sticky) setTimeout(() => actions.dismissToast(id), kind === "error" ? 10000 : 5000);
+}
+
+function failed(error) {
+  if (error instanceof ApiError && error.status === 401) return sessionEnded();
+  toast("error", error.message ?? String(error));
+}
+
+function sessionEnded() {
+  live?.stop();
+  live = null;
+  store.setState(freshState({
+    ui: { ...freshState().ui, view: "login", loginMessage: { kind: "warning", text: "Your session has ended. Please sign in again." } },
+  }));
+}
+
+function download(name, version) {
+  const a = document.createElement("a");
+  a.href = contentUrl(name, version);
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+}
+
+async function startSession(user) {
+  const config = await api.config();
+  store.setState((s) => ({ ...s, user, config, ui: { ...s.ui, view: "vault", loginMessage: null, busy: false } }));
+  live = createLiveClient(store);
+}
+
+async function runUpload(path, fields, file, onProgress) {
+  const started = performance.now();
+  upload = uploadForm(path, fields, file, (loaded, total) =>
+    onProgress({ loaded, total, seconds: (performance.now() - started) / 1000 }));
+  try {
+    return await upload.promise;
+  } finally {
+    upload = null;
+  }
+}
+
+async function checkNames(items) {
+  try {
+    const { results } = await api.checkNames(items.map((i) => i.name));
+    const byName = new Map(results.map((r) => [r.name, r]));
+    setDialog({ items: items.map((i) => {
+      const r = byName.get(i.name);
+      return r.ok ? { ...i, status: "ready", message: "ready" } : { ...i, status: "invalid", message: r.message };
+    }) });
+  } catch (error) {
+    setDialog({ error: error.message });
+  }
+}
+
+const SUBMIT = {
+  async checkout(d, { text }) {
+    const record = await api.checkout(d.name, text);
+    setUi({ dialog: null });
+    toast("success", `You have ${record.filename} checked out. It is downloading.`);
+    download(d.name);
+  },
+  async cancel(d) {
+    await api.cancel(d.name);
+    setUi({ dialog: null });
+    toast("success", `Checkout of ${d.name} cancelled.`);
+  },
+  async break(d, { text }) {
+    if (!text.trim()) return setDialog({ error: "Give a reason: the holder will see it." });
+    await api.breakLock(d.name, text.trim());
+    setUi({ dialog: null });
+    toast("success", `${d.holder}'s lock on ${d.name} was broken.`);
+  },
+  async delete(d) {
+    await api.remove(d.name);
+    setUi({ dialog: null });
+    toast("success", `${d.name} was deleted.`);
+  },
+  async checkin(d, { message, keepLocked, major }) {
+    const file = d.files?.[0];
+    if (!file) return setDialog({ error: "Choose the new version's file first." });
+    if (!message.trim()) return setDialog({ error: "Write a message saying what changed." });
+    setDialog({ busy: true, error: null });
+    const record = await runUpload(`/api/files/${encodeURIComponent(d.name)}/checkin`,
+      { message, keep_locked: String(keepLocked), major: String(major) }, file,
+      (progress) => setDialog({ progress }));
+    setUi({ dialog: null });
+    toast("success", `${record.filename} checked in as v${record.version} (rev ${record.revision}).`);
+  },
+  async newFile(d, { description, message }) {
+    setDialog({ busy: true, error: null });
+    for (const item of d.items.filter((i) => i.status === "ready")) {
+      const mark = (patch) => setDialog({ items: store.getState().ui.dialog.items.map((i) => (i.name === item.name ? { ...i, ...patch } : i)) });
+      mark({ status: "uploading", message: "uploading…", progress: 0 });
+      try {
+        await runUpload("/api/files", { description, message }, item.file,
+          ({ loaded, total }) => mark({ progress: total ? loaded / total : 0 }));
+        mark({ status: "done", message: "uploaded", progress: 1 });
+      } catch (error) {
+        if (error.status === 401) throw error;
+        mark({ status: "failed", message: error.message, progress: null });
+        if (error.code === "aborted") break;
+      }
+    }
+    setDialog({ busy: false });
+    const done = store.getState().ui.dialog?.items.filter((i) => i.status === "done").length ?? 0;
+    if (done) toast("success", `${done} ${done === 1 ? "file" : "files"} added.`);
+  },
+};
+
+let searchTimer = null;
+
+const actions = {
+  async login(username, password) {
+    setUi({ busy: true, loginMessage: null });
+    try {
+      const { user } = await api.login(username, password);
+      await startSession(user);
+    } catch (error) {
+      setUi({ busy: false, loginMessage: { kind: "error", text: error.message } });
+    }
+  },
+  async logout() {
+    live?.stop();
+    live = null;
+    try {
+      await api.logout();
+    } catch {
+      // Already logged out on the server: the page returns to the login either way.
+    }
+    store.setState(freshState({ ui: { ...freshState().ui, view: "login" } }));
+  },
+  search(value) {
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => setUi({ query: value }), 150);
+  },
+  setFilter: (filter) => setUi({ filter }),
+  toggleGroup(group) {
+    setUi((ui) => {
+      const expanded = { ...ui.expanded, [group]: !ui.expanded[group] };
+      save("expanded", expanded);
+      return { expanded };
+    });
+  },
+  cycleTheme() {
+    const order = ["auto", "dark", "light"];
+    const theme = order[(order.indexOf(store.getState().ui.theme) + 1) % order.length];
+    save("theme", theme);
+    setUi({ theme });
+  },
+  retryNow: () => live?.retryNow(),
+  dismissToast: (id) => setUi((ui) => ({ toasts: ui.toasts.filter((t) => t.id !== id) })),
+  openNewFile(files = []) {
+    setUi({ dialog: { id: nextId++, kind: "newFile", items: [] } });
+    if (files.length) actions.chooseFiles(files);
+  },
+  openCheckin(name, file) {
+    setUi({ dialog: { id: nextId++, kind: "checkin", name, files: file ? [file] : [] } });
+  },
+  rowAction(action, name) {
+    const record = store.getState().files.get(name);
+    const open = (kind, extra = {}) => setUi({ dialog: { id: nextId++, kind, name, ...extra } });
+    if (action === "download") return download(name);
+    if (action === "checkin") return actions.openCheckin(name);
+    if (action === "break") return open("break", { holder: record?.lock?.user });
+    if (action === "history") {
+      open("history", { versions: null, canRevert: record?.lock?.user === store.getState().user.username });
+      return api.versions(name).then((versions) => setDialog({ versions })).catch(failed);
+    }
+    return open(action);
+  },
+  chooseFiles(files) {
+    const d = store.getState().ui.dialog;
+    if (!d) return;
+    if (d.kind === "checkin") return setDialog({ files: files.slice(0, 1), error: null });
+    const items = files.map((file) => ({ name: file.name, size: file.size, file, status: "checking", message: "checking name…" }));
+    setDialog({ items, error: null });
+    checkNames(items);
+  },
+  async submitDialog(values) {
+    const d = store.getState().ui.dialog;
+    if (!d || d.busy) return;
+    try {
+      await SUBMIT[d.kind](d, values);
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401) return sessionEnded();
+      setDialog({ busy: false, progress: null, error: error.message });
+    }
+  },
+  async revert(name, version) {
+    try {
+      const record = await api.revert(name, version, `Revert to version ${version}`);
+      toast("success", `${name} is now v${record.version}, with the content of v${version}.`);
+      setDialog({ versions: await api.versions(name) });
+    } catch (error) {
+      failed(error);
+    }
+  },
+  closeDialog() {
+    upload?.abort();
+    setUi({ dialog: null });
+  },
+};
+
+// --- rendering: at most once per frame, always from the newest state ----------------------
+
+const banner = document.getElementById("banner");
+const header = document.getElementById("header");
+const main = document.getElementById("main");
+const toasts = document.getElementById("toasts");
+const renderDialog = createDialogView(document.getElementById("dialog"), actions);
+let renderVault = null;
+let rendered = null;
+let scheduled = false;
+
+function render() {
+  scheduled = false;
+  const state = store.getState();
+  const prev = rendered;
+  rendered = state;
+  document.documentElement.dataset.theme = state.ui.theme;
+  renderHeader(header, state, actions);
+  renderBanner(banner, state, actions);
+  renderToasts(toasts, state, actions);
+  if (state.ui.view === "login") {
+    if (prev?.ui.view !== "login" || prev.ui.loginMessage !== state.ui.loginMessage || prev.ui.busy !== state.ui.busy) {
+      renderVault = null;
+      renderLogin(main, state, actions);
+    }
+  } else if (state.ui.view === "vault") {
+    if (!renderVault) renderVault = createVaultView(main, actions);
+    renderVault(state, prev?.ui.view === "vault" ? prev : null);
+  }
+  renderDialog(state);
+  main.setAttribute("aria-busy", String(state.ui.view === "loading"));
+}
+
+store.subscribe((state, prev) => {
+  if (!scheduled) {
+    scheduled = true;
+    requestAnimationFrame(render);
+  }
+  // Effects of state changes: notifications become toasts; a lost connection checks the session.
+  const fresh = state.notifications.slice(prev.notifications.length);
+  for (const note of fresh) {
+    queueMicrotask(() => note.type === "LOCK_BROKEN"
+      ? toast("warning", `${note.by} broke your lock on ${note.filename}: “${note.reason}”`, { title: "Your checkout was ended", sticky: true })
+      : toast("info", note.message, { sticky: true }));
+  }
+  if (state.connection.status === "reconnecting" && prev.connection.status !== "reconnecting" && live) {
+    api.me().catch((error) => { if (error.status === 401) sessionEnded(); });
+  }
+});
+
+setInterval(() => setUi({ now: Date.now() }), 1000);
+
+// Files dropped anywhere but a row start a new upload; the browser never navigates to them.
+document.addEventListener("dragover", (event) => event.preventDefault());
+document.addEventListener("drop", (event) => {
+  event.preventDefault();
+  const files = [...(event.dataTransfer?.files ?? [])];
+  if (files.length && store.getState().ui.view === "vault" && !store.getState().ui.dialog) actions.openNewFile(files);
+});
+
+api.me()
+  .then((user) => startSession(user))
+  .catch((error) => {
+    setUi({ view: "login", loginMessage: error.status === 401 ? null : { kind: "error", text: error.message } });
+  });
