@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Any
 
+import _measure as m
 import _server as b
 
 SMALL = 20 * b.MB
@@ -36,7 +37,7 @@ def prepare_file(http: b.httpx.Client, name: str) -> None:
     b.expect(http.post(f"/api/files/{name}/checkout", json={"message": "bench"}), 200)
 
 
-def bench_small(http: b.httpx.Client, runs: int) -> tuple[list[b.Row], list[dict[str, float]]]:
+def bench_small(http: b.httpx.Client, runs: int) -> tuple[list[m.Row], list[dict[str, float]]]:
     prepare_file(http, "bench20.mcam")
     for _ in range(2):  # warm-up: imports, connection, page cache
         checkin_once(http, "bench20.mcam", SMALL)
@@ -46,28 +47,28 @@ def bench_small(http: b.httpx.Client, runs: int) -> tuple[list[b.Row], list[dict
     median = statistics.median(totals)
     spread = f"n={runs}, min {min(totals):.1f}, max {max(totals):.1f} ms"
     rows = [
-        b.goal_le("20 MB check-in, median", median, 150, "ms", spread),
-        b.goal_le("20 MB check-in, p90", b.pct(totals, 90), 150, "ms"),
-        b.info(
+        m.goal_le("20 MB check-in, median", median, 150, "ms", spread),
+        m.goal_le("20 MB check-in, p90", m.pct(totals, 90), 150, "ms"),
+        m.info(
             "20 MB: after last byte sent, median",
             statistics.median(tails),
             "ms",
             "server tail: fsync, adopt, git commit, db",
         ),
-        b.info("20 MB check-in throughput, median", SMALL / b.MB / median * 1000, "MB/s"),
+        m.info("20 MB check-in throughput, median", SMALL / b.MB / median * 1000, "MB/s"),
     ]
     return rows, results
 
 
 def bench_large(
     http: b.httpx.Client, server: b.Server, runs: int
-) -> tuple[list[b.Row], list[dict[str, float]]]:
+) -> tuple[list[m.Row], list[dict[str, float]]]:
     prepare_file(http, "bench500.mcam")
     time.sleep(0.5)
     results: list[dict[str, float]] = []
     for _ in range(runs):
         baseline = server.rss_kib()
-        with b.RssSampler(server.pid) as sampler:
+        with m.RssSampler(server.pid) as sampler:
             result = checkin_once(http, "bench500.mcam", LARGE)
         result.update(
             baseline_mib=baseline / 1024,
@@ -80,17 +81,17 @@ def bench_large(
     rates = [r["MBps"] for r in results]
     runs_note = "runs: " + ", ".join(f"{x:.0f}" for x in rates)
     rows = [
-        b.goal_ge("500 MB check-in throughput, median", statistics.median(rates), 250, "MB/s",
+        m.goal_ge("500 MB check-in throughput, median", statistics.median(rates), 250, "MB/s",
                   runs_note),
-        b.info("500 MB check-in throughput, best", max(rates), "MB/s", "nearest a quiet machine"),
-        b.info("500 MB: body send time, median",
+        m.info("500 MB check-in throughput, best", max(rates), "MB/s", "nearest a quiet machine"),
+        m.info("500 MB: body send time, median",
                statistics.median(r["send_s"] for r in results), "s"),
-        b.info("500 MB: after last byte sent, median",
+        m.info("500 MB: after last byte sent, median",
                statistics.median(r["total_s"] - r["send_s"] for r in results), "s",
                "server tail: fsync, adopt, git commit, db"),
-        b.info("server RSS baseline (first run)", results[0]["baseline_mib"], "MiB"),
-        b.info("server RSS peak (max over runs)", max(r["peak_mib"] for r in results), "MiB"),
-        b.goal_le("server RSS growth during 500 MB (max)",
+        m.info("server RSS baseline (first run)", results[0]["baseline_mib"], "MiB"),
+        m.info("server RSS peak (max over runs)", max(r["peak_mib"] for r in results), "MiB"),
+        m.goal_le("server RSS growth during 500 MB (max)",
                   max(r["growth_mib"] for r in results), 64, "MiB",
                   f"VmRSS every 20 ms, {results[0]['samples']:.0f} samples/run"),
     ]  # fmt: skip
@@ -100,6 +101,7 @@ def bench_large(
 def main() -> None:
     quick = "--quick" in sys.argv[1:]
     extra: dict[str, Any] = {}
+    m.wait_for_quiet()
 
     # Client-only ceiling: the same streamed body into a socket that discards it. Far above
     # the camvault number means the client is not what limits the measurement.
@@ -108,17 +110,17 @@ def main() -> None:
 
     with b.temp_data_dir("checkin") as data, b.running_server(data) as server:
         token = b.login(server.base_url)
-        with b.client(server.base_url, token) as http, b.CpuMonitor([server.pid]) as cpu:
+        with b.client(server.base_url, token) as http, m.CpuMonitor([server.pid]) as cpu:
             small_rows, extra["small_runs"] = bench_small(http, 5 if quick else 12)
             large_rows, extra["large_runs"] = bench_large(http, server, 1 if quick else 3)
-        if b.wants_profile() and b.PySpy.available():
-            with b.client(server.base_url, token) as http, b.PySpy(server.pid, "checkin") as spy:
+        if m.wants_profile() and m.PySpy.available():
+            with b.client(server.base_url, token) as http, m.PySpy(server.pid, "checkin") as spy:
                 checkin_once(http, "bench500.mcam", LARGE)
             extra["profile_500MB"] = spy.print_summary()
 
     rows = small_rows + large_rows
     rows.append(
-        b.info(
+        m.info(
             "client-only ceiling (discard sink)",
             statistics.median(sink_rates),
             "MB/s",
@@ -126,8 +128,8 @@ def main() -> None:
         )
     )
     rows.append(cpu.row("the measured runs"))
-    b.print_table("check-in: 20 MB end to end; 500 MB throughput and server RSS", rows)
-    b.write_result("checkin", rows, extra)
+    m.print_table("check-in: 20 MB end to end; 500 MB throughput and server RSS", rows)
+    m.write_result("checkin", rows, extra)
 
 
 if __name__ == "__main__":

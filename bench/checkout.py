@@ -22,6 +22,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
+import _measure as m
 import _server as b
 
 USERS = 50
@@ -84,22 +85,22 @@ async def run_variant(
 
 
 def variant_rows(
-    label: str, samples: dict[str, list[float]], wall: float, cpu: b.CpuMonitor
-) -> list[b.Row]:
+    label: str, samples: dict[str, list[float]], wall: float, cpu: m.CpuMonitor
+) -> list[m.Row]:
     rows = []
     for op, values in samples.items():
         if not values:
             continue
-        d = b.dist_ms(values)
+        d = m.dist_ms(values)
         note = f"n={d['n']}, p50 {d['p50']:.1f}, p95 {d['p95']:.1f}, max {d['max']:.1f}"
         if op == "checkout 409":
-            rows.append(b.info(f"{label}: {op} p99", d["p99"], "ms", note))
+            rows.append(m.info(f"{label}: {op} p99", d["p99"], "ms", note))
         else:
-            rows.append(b.goal_le(f"{label}: {op} p99", d["p99"], 20, "ms", note))
+            rows.append(m.goal_le(f"{label}: {op} p99", d["p99"], 20, "ms", note))
     requests = sum(len(v) for v in samples.values())
     cycles = len(samples["cancel"])
     rows.append(
-        b.info(
+        m.info(
             f"{label}: throughput",
             requests / wall,
             "req/s",
@@ -107,7 +108,7 @@ def variant_rows(
         )
     )
     rows.append(
-        b.info(
+        m.info(
             f"{label}: server CPU per request",
             cpu.server_cores * wall / requests * 1000,
             "ms",
@@ -118,32 +119,24 @@ def variant_rows(
     return rows
 
 
-def _sync_env() -> dict[str, str]:
-    """``--sqlite-synchronous MODE``: compare the fsync-per-commit cost (default FULL)."""
-    args = sys.argv[1:]
-    if "--sqlite-synchronous" in args:
-        return {"CAMVAULT_SQLITE_SYNCHRONOUS": args[args.index("--sqlite-synchronous") + 1]}
-    return {}
-
-
 def main() -> None:
     quick = "--quick" in sys.argv[1:]
     seconds = 5.0 if quick else 15.0
     users = [f"u{i}" for i in range(1, USERS + 1)]
     files = [file_of(i) for i in range(USERS)]
     extra: dict[str, Any] = {}
-    rows: list[b.Row] = []
-    b.wait_for_quiet()
+    rows: list[m.Row] = []
+    m.wait_for_quiet()
     with b.temp_data_dir("checkout") as data:
-        b.step(f"creating {USERS} users (argon2)")
+        m.step(f"creating {USERS} users (argon2)")
         b.add_users(data, users)
-        with b.running_server(data, env=_sync_env()) as server:
+        with b.running_server(data, env=m.sqlite_sync_env()) as server:
             admin = b.login(server.base_url)
-            b.step(f"uploading {USERS} files")
+            m.step(f"uploading {USERS} files")
             with b.client(server.base_url, admin) as http:
                 for name in files:
                     b.upload_small(http, name, b.mcam_bytes(4096))
-            b.step(f"logging in {USERS} users")
+            m.step(f"logging in {USERS} users")
             tokens = [b.login(server.base_url, user) for user in users]
             asyncio.run(run_variant(server.base_url, tokens, files, 1.0))  # warm-up
             rng = random.Random(3)
@@ -153,22 +146,22 @@ def main() -> None:
                 ("paced (~1 s think)", files, lambda: rng.uniform(0.5, 1.5)),
             ]
             for label, targets, think in variants:
-                profiling = b.wants_profile() and b.PySpy.available() and think is None
+                profiling = m.wants_profile() and m.PySpy.available() and think is None
                 slug = "checkout-" + label.split()[0]
-                spy = b.PySpy(server.pid, slug) if profiling else nullcontext()
-                b.step(f"variant: {label}, {seconds:.0f} s")
-                with b.CpuMonitor([server.pid]) as cpu, spy:
+                spy = m.PySpy(server.pid, slug) if profiling else nullcontext()
+                m.step(f"variant: {label}, {seconds:.0f} s")
+                with m.CpuMonitor([server.pid]) as cpu, spy:
                     samples, wall = asyncio.run(
                         run_variant(server.base_url, tokens, targets, seconds, think)
                     )
                 rows += variant_rows(label, samples, wall, cpu)
-                extra[label] = {op: b.dist_ms(v) for op, v in samples.items() if v}
-                if isinstance(spy, b.PySpy):
+                extra[label] = {op: m.dist_ms(v) for op, v in samples.items() if v}
+                if isinstance(spy, m.PySpy):
                     extra[f"profile {label}"] = spy.print_summary()
-    mode = _sync_env().get("CAMVAULT_SQLITE_SYNCHRONOUS", "FULL")
+    mode = m.sqlite_sync_mode()
     extra["sqlite_synchronous"] = mode
-    b.print_table(f"checkout + cancel, {USERS} concurrent users (SQLite synchronous={mode})", rows)
-    b.write_result("checkout" if mode == "FULL" else f"checkout-{mode.lower()}", rows, extra)
+    m.print_table(f"checkout + cancel, {USERS} concurrent users (SQLite synchronous={mode})", rows)
+    m.write_result(m.result_name("checkout"), rows, extra)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ the two clients do not share a GIL, and the probe uses a minimal keep-alive clie
 own CPU (httpx: ~1 ms a request) does not compete with the server on 2 cores. The same
 probe loop without an upload is the baseline.
 
-    .venv/bin/python bench/latency_under_upload.py [--quick] [--profile]
+    .venv/bin/python bench/latency_under_upload.py [--quick] [--profile] [--sqlite-synchronous M]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from contextlib import closing, nullcontext
 from multiprocessing.synchronize import Event
 from typing import Any
 
+import _measure as m
 import _server as b
 
 FILES = 200
@@ -104,10 +105,10 @@ def main() -> None:
     quick = "--quick" in sys.argv[1:]
     uploads = 2 if quick else 6
     extra: dict[str, Any] = {}
-    b.wait_for_quiet()
+    m.wait_for_quiet()
     with b.temp_data_dir("latency") as data:
         b.add_users(data, ["probe"])
-        with b.running_server(data) as server:
+        with b.running_server(data, env=m.sqlite_sync_env()) as server:
             admin = b.login(server.base_url)
             with b.client(server.base_url, admin) as http:
                 names = populate(http)
@@ -117,15 +118,15 @@ def main() -> None:
             active, out = ctx.Event(), ctx.Queue()
             with closing(b.SyncHttp(server.base_url, probe_token)) as http:
                 probe_baseline(http, names, 1.0)  # warm-up
-                with b.CpuMonitor([server.pid]) as cpu_base:
+                with m.CpuMonitor([server.pid]) as cpu_base:
                     baseline = probe_baseline(http, names, 4.0 if quick else 8.0)
                 proc = ctx.Process(
                     target=uploader,
                     args=(server.base_url, admin, "big.mcam", uploads, active, out),
                 )
-                spy = b.PySpy(server.pid, "latency-under-upload")
-                profiling = b.wants_profile() and b.PySpy.available()
-                with b.CpuMonitor([server.pid]) as cpu_load, spy if profiling else nullcontext():
+                spy = m.PySpy(server.pid, "latency-under-upload")
+                profiling = m.wants_profile() and m.PySpy.available()
+                with m.CpuMonitor([server.pid]) as cpu_load, spy if profiling else nullcontext():
                     proc.start()
                     during = probe_during(http, names, proc, active)
                     proc.join()
@@ -135,11 +136,11 @@ def main() -> None:
             if profiling:
                 extra["profile"] = spy.print_summary()
 
-    rows: list[b.Row] = []
+    rows: list[m.Row] = []
     for op in OPS:
-        base, load = b.dist_ms(baseline[op]), b.dist_ms(during[op])
+        base, load = m.dist_ms(baseline[op]), m.dist_ms(during[op])
         rows.append(
-            b.goal_le(
+            m.goal_le(
                 f"{op}: p99 during upload",
                 load["p99"],
                 50,
@@ -148,7 +149,7 @@ def main() -> None:
             )
         )
         rows.append(
-            b.info(
+            m.info(
                 f"{op}: p99 baseline",
                 base["p99"],
                 "ms",
@@ -159,9 +160,9 @@ def main() -> None:
         extra[op] = {"baseline": base, "during_upload": load}
     every_base = [x for op in OPS for x in baseline[op]]
     every_load = [x for op in OPS for x in during[op]]
-    all_base, all_load = b.dist_ms(every_base), b.dist_ms(every_load)
+    all_base, all_load = m.dist_ms(every_base), m.dist_ms(every_load)
     rows.append(
-        b.goal_le(
+        m.goal_le(
             "all probe requests: p99 during upload",
             all_load["p99"],
             50,
@@ -171,7 +172,7 @@ def main() -> None:
     )
     rates = [r["MBps"] for r in upload_runs]
     rows.append(
-        b.info(
+        m.info(
             "500 MB check-in throughput while probed, median",
             sorted(rates)[len(rates) // 2],
             "MB/s",
@@ -181,8 +182,10 @@ def main() -> None:
     rows.append(cpu_base.row("baseline"))
     rows.append(cpu_load.row("the uploads"))
     extra["upload_runs"] = upload_runs
-    b.print_table("latency of other requests during a 500 MB check-in", rows)
-    b.write_result("latency_under_upload", rows, extra)
+    mode = m.sqlite_sync_mode()
+    extra["sqlite_synchronous"] = mode
+    m.print_table(f"latency of other requests during a 500 MB check-in (SQLite {mode})", rows)
+    m.write_result(m.result_name("latency_under_upload"), rows, extra)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import _measure as m
 import _server as b
 
 SIZES = (2_000, 100_000)
@@ -136,7 +137,7 @@ def timed_get(http: b.SyncHttp) -> tuple[float, int]:
 
 def measure(
     server: b.Server, count: int, warm_n: int, uncached_n: int, profile: bool
-) -> tuple[list[b.Row], dict[str, Any]]:
+) -> tuple[list[m.Row], dict[str, Any]]:
     token = b.login(server.base_url)
     goal = GOALS_MS[count]
     with closing(b.SyncHttp(server.base_url, token)) as http:
@@ -147,27 +148,27 @@ def measure(
             # A file nobody holds, toggled to move the event seq before each uncached GET.
             target = _unlocked_file(http)
             uncached: list[float] = []
-            spy = b.PySpy(server.pid, f"list-{count}-uncached") if profile else nullcontext()
-            with b.CpuMonitor([server.pid]) as cpu, spy:
+            spy = m.PySpy(server.pid, f"list-{count}-uncached") if profile else nullcontext()
+            with m.CpuMonitor([server.pid]) as cpu, spy:
                 for i in range(uncached_n):
                     action = "checkout" if i % 2 == 0 else "cancel-checkout"
                     b.check(*mover.request("POST", f"/api/files/{target}/{action}", {}), 200)
                     uncached.append(timed_get(http)[0])
             b.check(*mover.request("POST", f"/api/files/{target}/cancel-checkout"), 200, 409)
-    w, u = b.dist_ms(warm), b.dist_ms(uncached)
+    w, u = m.dist_ms(warm), m.dist_ms(uncached)
     label = f"{count:,} files"
     rows = [
-        b.goal_le(f"{label}: cold (first request)", cold * 1000, goal, "ms",
+        m.goal_le(f"{label}: cold (first request)", cold * 1000, goal, "ms",
                   f"body {size / b.MB:.1f} MB"),
-        b.goal_le(f"{label}: warm p50", w["p50"], goal, "ms", f"n={w['n']}"),
-        b.goal_le(f"{label}: warm p99", w["p99"], goal, "ms", f"max {w['max']:.1f}"),
-        b.goal_le(f"{label}: uncached p50", u["p50"], goal, "ms", f"n={u['n']}"),
-        b.goal_le(f"{label}: uncached p99", u["p99"], goal, "ms",
+        m.goal_le(f"{label}: warm p50", w["p50"], goal, "ms", f"n={w['n']}"),
+        m.goal_le(f"{label}: warm p99", w["p99"], goal, "ms", f"max {w['max']:.1f}"),
+        m.goal_le(f"{label}: uncached p50", u["p50"], goal, "ms", f"n={u['n']}"),
+        m.goal_le(f"{label}: uncached p99", u["p99"], goal, "ms",
                   f"max {u['max']:.1f}; uncached/warm p50 {u['p50'] / w['p50']:.1f}x"),
         cpu.row(f"{label} uncached"),
     ]  # fmt: skip
     extra: dict[str, Any] = {"cold_ms": cold * 1000, "warm": w, "uncached": u, "bytes": size}
-    if isinstance(spy, b.PySpy):
+    if isinstance(spy, m.PySpy):
         extra["profile"] = spy.print_summary()
     return rows, extra
 
@@ -184,29 +185,29 @@ def _unlocked_file(http: b.SyncHttp) -> str:
 
 def main() -> None:
     quick = "--quick" in sys.argv[1:]
-    rows: list[b.Row] = []
+    rows: list[m.Row] = []
     extra: dict[str, Any] = {}
     for count in SIZES:
         with b.temp_data_dir(f"list{count}") as data:
-            b.step(f"populating {count:,} files")
+            m.step(f"populating {count:,} files")
             started = time.perf_counter()
             if count <= 5_000:
                 populate_service(data, count)
             else:
                 populate_core(data, count)
             extra[f"populate_{count}_s"] = time.perf_counter() - started
-            b.step(f"populated in {extra[f'populate_{count}_s']:.1f} s; measuring")
-            b.wait_for_quiet(max_wait=10)
+            m.step(f"populated in {extra[f'populate_{count}_s']:.1f} s; measuring")
+            m.wait_for_quiet(max_wait=10)
             with b.running_server(data) as server:
                 big = count >= 10_000
                 warm_n = (10 if quick else 30) if big else (50 if quick else 200)
                 uncached_n = (4 if quick else 12) if big else (20 if quick else 100)
                 size_rows, extra[str(count)] = measure(
-                    server, count, warm_n, uncached_n, b.wants_profile() and b.PySpy.available()
+                    server, count, warm_n, uncached_n, m.wants_profile() and m.PySpy.available()
                 )
                 rows += size_rows
-    b.print_table("GET /api/files", rows)
-    b.write_result("list_files", rows, extra)
+    m.print_table("GET /api/files", rows)
+    m.write_result("list_files", rows, extra)
 
 
 if __name__ == "__main__":

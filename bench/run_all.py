@@ -1,6 +1,6 @@
 """Run every benchmark one after the other, then print one summary of the goal rows.
 
-    .venv/bin/python bench/run_all.py [--quick] [--profile] [NAME ...]
+    .venv/bin/python bench/run_all.py [--quick] [--profile] [--sqlite-synchronous M] [NAME ...]
 
 Flags are passed on to each script; NAMEs pick a subset (e.g. ``checkin list_files``).
 Exit status is non-zero only if a script crashed: the numbers are reported, not judged.
@@ -20,8 +20,17 @@ SCRIPTS = ("checkin", "latency_under_upload", "checkout", "list_files")
 
 
 def main() -> int:
-    flags = [arg for arg in sys.argv[1:] if arg.startswith("--")]
-    names = [arg for arg in sys.argv[1:] if not arg.startswith("--")] or list(SCRIPTS)
+    flags: list[str] = []
+    names: list[str] = []
+    args = iter(sys.argv[1:])
+    for arg in args:
+        if arg == "--sqlite-synchronous":  # the one flag with a value
+            flags += [arg, next(args, "FULL")]
+        elif arg.startswith("--"):
+            flags.append(arg)
+        else:
+            names.append(arg)
+    names = names or list(SCRIPTS)
     unknown = sorted(set(names) - set(SCRIPTS))
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(SCRIPTS)}")
@@ -34,16 +43,20 @@ def main() -> int:
         print(f"######## {name}: exit {code} in {time.perf_counter() - started:.0f} s", flush=True)
         if code != 0:
             failed.append(name)
-    summarize([n for n in names if n not in failed])
+    mode = flags[flags.index("--sqlite-synchronous") + 1] if "--sqlite-synchronous" in flags else ""
+    suffix = f"-{mode.lower()}" if mode and mode.upper() != "FULL" else ""
+    summarize([n for n in names if n not in failed], suffix)
     if failed:
         print(f"\nFAILED to run: {', '.join(failed)}")
     return 1 if failed else 0
 
 
-def summarize(names: list[str]) -> None:
+def summarize(names: list[str], suffix: str) -> None:
     print("\n== summary: measured vs goal (goals are targets, not pass/fail tests) ==")
     for name in names:
-        path = RESULTS_DIR / f"{name}.json"
+        path = RESULTS_DIR / f"{name}{suffix}.json"
+        if name in ("checkin", "list_files"):  # no SQLite-mode variant of these
+            path = RESULTS_DIR / f"{name}.json"
         if not path.exists():
             continue
         record = json.loads(path.read_text().splitlines()[-1])

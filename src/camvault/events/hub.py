@@ -100,6 +100,7 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stopped = False
+        self._stop_requested = asyncio.Event()
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -119,11 +120,11 @@ class Hub:
             conn.close(code)
         if self.wake_threadsafe in self.db.on_commit:
             self.db.on_commit.remove(self.wake_threadsafe)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # No task.cancel(): a task cancelled while its thread reads the database would let
+        # the thread hand its connection back after the engine is disposed. Ask, then wait.
+        self._wake.set()
+        self._stop_requested.set()
+        await asyncio.gather(*self._tasks)
         self._tasks = []
 
     def wake_threadsafe(self) -> None:
@@ -220,10 +221,12 @@ class Hub:
         return prev
 
     async def _tail(self) -> None:
-        while True:
+        while not self._stop_requested.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
             self._wake.clear()
+            if self._stop_requested.is_set():
+                return
             async with self._lock:
                 while True:
                     batch = await to_thread.run_sync(self._read_events, self.seq)
@@ -251,9 +254,11 @@ class Hub:
 
     async def _revalidate(self) -> None:
         """Close connections whose session ended (logout, expiry, disabled user)."""
-        while True:
-            await asyncio.sleep(self.revalidate_interval)
-            await self.revalidate()
+        while not self._stop_requested.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_requested.wait(), self.revalidate_interval)
+            if not self._stop_requested.is_set():
+                await self.revalidate()
 
     async def revalidate(self) -> None:
         tokens = list({c.token for c in self.connections})

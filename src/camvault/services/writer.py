@@ -24,4 +24,11 @@ class Writer:
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         async with self._lock:
-            return await to_thread.run_sync(lambda: fn(*args, **kwargs))
+            # The write runs in its own task so that cancelling the caller (a client that
+            # hung up) cannot release the lock while the thread is still writing.
+            job = asyncio.ensure_future(to_thread.run_sync(lambda: fn(*args, **kwargs)))
+            try:
+                return await asyncio.shield(job)
+            except asyncio.CancelledError:
+                await asyncio.wait([job])
+                raise

@@ -21,6 +21,7 @@ from sqlalchemy.pool import NullPool
 
 # Arbitrary constant naming camvault's writer lock among PostgreSQL advisory locks.
 WRITER_LOCK_KEY = 0x63616D76  # "camv"
+MIGRATION_LOCK_KEY = WRITER_LOCK_KEY + 1
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
@@ -66,19 +67,27 @@ class Database:
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision (idempotent; safe with many instances)."""
-        with self.engine.connect() as conn:
-            if not self.is_sqlite:
-                # Two instances starting together must not both run the migrations.
-                conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": WRITER_LOCK_KEY + 1})
-            try:
-                config = alembic_config()
-                config.attributes["connection"] = conn
-                command.upgrade(config, "head")
-                conn.commit()
-            finally:
+        # A throwaway engine: migrations hold a session-level lock and leave nothing pooled.
+        engine = create_engine(self.url, poolclass=NullPool)
+        try:
+            with engine.connect() as conn:
                 if not self.is_sqlite:
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": WRITER_LOCK_KEY + 1})
+                    # Two instances starting together must not both run the migrations.
+                    conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
                     conn.commit()
+                try:
+                    config = alembic_config()
+                    config.attributes["connection"] = conn
+                    command.upgrade(config, "head")
+                    conn.commit()
+                finally:
+                    if not self.is_sqlite:
+                        conn.execute(
+                            text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK_KEY}
+                        )
+                        conn.commit()
+        finally:
+            engine.dispose()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -181,9 +181,9 @@ const actions = {
     searchTimer = setTimeout(() => setUi({ query: value }), 150);
   },
   setFilter: (filter) => setUi({ filter }),
-  toggleGroup(group) {
+  toggleGroup(group, isOpen) {
     setUi((ui) => {
-      const expanded = { ...ui.expanded, [group]: !ui.expanded[group] };
+      const expanded = { ...ui.expanded, [group]: !isOpen };
       save("expanded", expanded);
       return { expanded };
     });
@@ -254,7 +254,8 @@ const banner = document.getElementById("banner");
 const header = document.getElementById("header");
 const main = document.getElementById("main");
 const toasts = document.getElementById("toasts");
-const renderDialog = createDialogView(document.getElementById("dialog"), actions);
+const dialogEl = document.getElementById("dialog");
+const renderDialog = createDialogView(dialogEl, actions);
 let renderVault = null;
 let rendered = null;
 let scheduled = false;
@@ -278,6 +279,9 @@ function render() {
     renderVault(state, prev?.ui.view === "vault" ? prev : null);
   }
   renderDialog(state);
+  // A modal dialog makes the rest of the page inert and covers it: toasts go inside it.
+  const host = state.ui.dialog ? dialogEl : document.body;
+  if (toasts.parentElement !== host) host.append(toasts);
   main.setAttribute("aria-busy", String(state.ui.view === "loading"));
 }
 

@@ -4,6 +4,7 @@
 
 import { contentUrl } from "../api.js";
 import { exact, humanSize, speed } from "../format.js";
+import { focusRow } from "./vault.js";
 import { h } from "./dom.js";
 
 function field(label, input, hint) {
@@ -139,7 +140,9 @@ function newFileDialog(d, actions) {
         h("li", { class: `upload-item ${item.status}` },
           h("span", { class: "filename" }, item.name),
           h("span", { class: "size" }, humanSize(item.size)),
-          item.progress ? h("progress", { max: 100, value: Math.round(100 * item.progress) }) : null,
+          item.progress != null
+            ? h("progress", { max: 100, value: Math.round(100 * item.progress) })
+            : h("span", {}),
           h("span", { class: "status" }, item.message ?? item.status))));
       const ready = (next.items ?? []).some((i) => i.status === "ready");
       submit.disabled = Boolean(next.busy) || !ready;
@@ -165,11 +168,12 @@ function historyDialog(d, actions) {
         h("tbody", {}, next.versions.map((v) => h("tr", {},
           h("td", {}, `v${v.version}`), h("td", {}, v.revision), h("td", {}, exact(v.created_at)),
           h("td", {}, v.author), h("td", { class: "message" }, v.message), h("td", {}, humanSize(v.size)),
-          h("td", { class: "row-actions" },
+          h("td", {}, h("div", { class: "row-actions" },
             h("a", { href: contentUrl(d.name, v.version), download: d.name, class: "button" }, "Download"),
             next.canRevert && v.version !== next.versions[0].version
               ? h("button", { type: "button", onclick: () => actions.revert(d.name, v.version) }, "Revert to this")
-              : null))))));
+              : null)))))),
+        next.canRevert ? null : h("p", { class: "hint" }, "To revert to an older version, check the file out first."));
     },
   };
 }
@@ -193,6 +197,7 @@ const BUILDERS = {
 export function createDialogView(dialog, actions) {
   let current = null; // {id, part}
   let opener = null;
+  let openerRow = null;
   dialog.addEventListener("cancel", (event) => {
     event.preventDefault(); // Escape: close through the state like everything else
     actions.closeDialog();
@@ -203,16 +208,27 @@ export function createDialogView(dialog, actions) {
       if (current) {
         current = null;
         dialog.close();
+        const toasts = document.getElementById("toasts");
+        if (toasts) document.body.append(toasts);
         dialog.replaceChildren();
+        // The opener's row may have been rebuilt meanwhile (its lock changed): focus its twin.
         if (opener?.isConnected) opener.focus();
-        else document.getElementById("main")?.focus();
+        else if (!(openerRow && focusRow(openerRow.filename, openerRow.action))) {
+          document.getElementById("main")?.focus();
+        }
       }
       return;
     }
     if (!current || current.id !== d.id) {
-      if (!current) opener = document.activeElement;
+      if (!current) {
+        opener = document.activeElement;
+        const row = opener?.closest?.(".row");
+        openerRow = row ? { filename: row.dataset.filename, action: opener.dataset.action } : null;
+      }
       const part = BUILDERS[d.kind](d, actions);
+      const toasts = document.getElementById("toasts");
       dialog.replaceChildren(part.el);
+      if (toasts) dialog.append(toasts); // keep the toasts visible above the backdrop
       dialog.setAttribute("aria-labelledby", "dialog-title");
       current = { id: d.id, part };
       if (!dialog.open) dialog.showModal();

@@ -6,11 +6,24 @@ import { lockState, visibleTree } from "../model.js";
 import { h, setChildren } from "./dom.js";
 
 const MINUTE = 60_000;
+const OPEN_BY_DEFAULT_MAX = 300;
+
+/** Focus a row's button for `action`, or its first button (after the row was rebuilt). */
+export function focusRow(filename, action) {
+  const row = document.querySelector(`.row[data-filename="${CSS.escape(filename)}"]`);
+  if (!row) return false;
+  const target = (action && row.querySelector(`[data-action="${CSS.escape(action)}"]`))
+    ?? row.querySelector("button");
+  target?.focus();
+  return Boolean(target);
+}
 
 /** Creates the vault view; call the returned function with each new state. */
 export function createVaultView(root, actions) {
   const rowCache = new Map(); // filename -> {key, el}
   const groupCache = new Map(); // group -> {header, body, key}
+  const subgroupCache = new Map(); // "group/subgroup" -> {key, el}
+  let pendingFocus = null; // a focused row was rebuilt: focus its new twin after insertion
   let treeKey = null;
   let tree = [];
 
@@ -111,16 +124,30 @@ export function createVaultView(root, actions) {
     const cached = rowCache.get(record.filename);
     if (cached && cached.key === key) return cached.el;
     const el = buildRow(record, ctx);
+    const focused = document.activeElement;
+    if (cached && focused && cached.el.contains(focused)) {
+      pendingFocus = { filename: record.filename, action: focused.dataset?.action };
+    }
     rowCache.set(record.filename, { key, el });
     return el;
   }
 
+  function subgroupHeader(group, sub) {
+    const id = `${group}/${sub.subgroup}`;
+    const key = String(sub.files.length);
+    const cached = subgroupCache.get(id);
+    if (cached && cached.key === key) return cached.el;
+    const el = h("div", { class: "subgroup" }, sub.subgroup, h("span", { class: "count" }, ` · ${key}`));
+    subgroupCache.set(id, { key, el });
+    return el;
+  }
+
   function groupNodes(group, ctx) {
-    const expanded = ctx.expandedAll || ctx.expanded[group.group] === true;
+    const expanded = ctx.expandedAll || (ctx.expanded[group.group] ?? ctx.openByDefault);
     let cached = groupCache.get(group.group);
     if (!cached) {
       const header = h("button", { type: "button", class: "group-header",
-        onclick: () => actions.toggleGroup(group.group) });
+        onclick: () => actions.toggleGroup(group.group, header.getAttribute("aria-expanded") === "true") });
       const body = h("div", { class: "group-body", role: "group" });
       cached = { header, body, key: null, section: h("section", { class: "group" }, header, body) };
       groupCache.set(group.group, cached);
@@ -129,7 +156,9 @@ export function createVaultView(root, actions) {
     if (cached.key !== headerKey) {
       cached.header.replaceChildren(
         h("span", { class: "chevron", "aria-hidden": "true" }, expanded ? "▾" : "▸"),
-        h("span", { class: "group-name" }, group.group),
+        h("span", { class: "group-name", title: group.group === "Misc"
+          ? "Files whose names do not start with a 7-digit part number"
+          : `Part numbers starting with ${group.group.slice(0, 2)}` }, group.group),
         h("span", { class: "count" }, `${group.count} ${group.count === 1 ? "file" : "files"}`));
       cached.header.setAttribute("aria-expanded", String(expanded));
       cached.key = headerKey;
@@ -140,10 +169,7 @@ export function createVaultView(root, actions) {
     }
     const children = [];
     for (const sub of group.subgroups) {
-      if (sub.subgroup) {
-        children.push(h("div", { class: "subgroup" }, sub.subgroup,
-                        h("span", { class: "count" }, ` · ${sub.files.length}`)));
-      }
+      if (sub.subgroup) children.push(subgroupHeader(group.group, sub));
       for (const record of sub.files) children.push(row(record, ctx));
     }
     setChildren(cached.body, children);
@@ -164,6 +190,8 @@ export function createVaultView(root, actions) {
       online: state.connection.status !== "offline",
       expanded: ui.expanded,
       expandedAll: ui.query.trim() !== "",
+      // Small vaults open fully; big ones start folded so the page stays fast.
+      openByDefault: state.files.size <= OPEN_BY_DEFAULT_MAX,
     };
     // Drop cached rows of files that are gone.
     if (prev && prev.filesRev !== state.filesRev && state.lastChange?.type === "removed") {
@@ -184,5 +212,9 @@ export function createVaultView(root, actions) {
            h("p", {}, "No file matches the search and filter. Clear the search or choose “All”.")]));
     }
     setChildren(list, tree.map((group) => groupNodes(group, ctx)));
+    if (pendingFocus) {
+      focusRow(pendingFocus.filename, pendingFocus.action);
+      pendingFocus = null;
+    }
   };
 }
