@@ -107,6 +107,8 @@ class Hub:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.seq, self.last_broadcast = await to_thread.run_sync(self._positions)
+        # Load the list now, not when the first of many reconnecting clients asks for it.
+        await to_thread.run_sync(self.snapshots.groups_json)
         self.db.on_commit.append(self.wake_threadsafe)
         self._tasks = [
             asyncio.create_task(self._tail(), name="hub-tail"),

@@ -135,6 +135,9 @@ async def _discard(spool: _Spool) -> None:
             spool.remove()
 
 
+SYNC_EVERY = 32 * 1024 * 1024
+
+
 class _Spool:
     """The temp file; its methods block and run in worker threads.
 
@@ -149,6 +152,7 @@ class _Spool:
         self._fd: int | None = None
         self._removed = False
         self._hash = hashlib.sha256()
+        self._unsynced = 0
 
     def open(self) -> None:
         with self._lock:
@@ -163,8 +167,14 @@ class _Spool:
             if self._fd is None:
                 raise RuntimeError("upload temp file is not open")
             self._hash.update(data)
+            self._unsynced += len(data)
             while data:
                 data = data[os.write(self._fd, data) :]
+            if self._unsynced >= SYNC_EVERY:
+                # Flush as we go: one huge fsync at the end would make every other
+                # transaction's commit fsync queue behind it (ext4 journals them together).
+                os.fdatasync(self._fd)
+                self._unsynced = 0
 
     def finish(self) -> str:
         with self._lock:
