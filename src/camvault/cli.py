@@ -138,7 +138,10 @@ def serve(
         log_level=log_level.lower(),
         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
         ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
-        proxy_headers=False,
+        # Client addresses (the login rate limit) come from X-Forwarded-For only when the
+        # peer is a proxy the admin named; otherwise anyone could pick their own address.
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=",".join(settings.trusted_proxies) or "127.0.0.1",
         timeout_graceful_shutdown=5,
         access_log=False,
         ws_max_size=settings.ws_max_message,

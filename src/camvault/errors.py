@@ -77,6 +77,11 @@ class TooLarge(CamvaultError):
     status = 413
 
 
+class RangeNotSatisfiable(CamvaultError):
+    code = "range_not_satisfiable"
+    status = 416
+
+
 class RateLimited(CamvaultError):
     code = "rate_limited"
     status = 429

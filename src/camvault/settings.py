@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -46,10 +47,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         default=2048 * MIB, gt=0, description="Largest accepted upload, in bytes."
     )
-    allowed_extensions: tuple[str, ...] = Field(
+    allowed_extensions: Annotated[tuple[str, ...], NoDecode] = Field(
         default=DEFAULT_EXTENSIONS, description="File extensions the vault accepts."
     )
-    lfs_extensions: tuple[str, ...] = Field(
+    lfs_extensions: Annotated[tuple[str, ...], NoDecode] = Field(
         default=DEFAULT_LFS_EXTENSIONS,
         description="Extensions stored as Git LFS objects; others stay plain git blobs.",
     )
@@ -66,14 +67,18 @@ class Settings(BaseSettings):
     login_window_seconds: float = Field(
         default=300.0, gt=0, description="How long failed logins count and the 429 lasts."
     )
-    allowed_origins: tuple[str, ...] = Field(
+    allowed_origins: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(), description="Extra origins trusted for cookie requests and WebSockets."
+    )
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Reverse proxies whose X-Forwarded-For/-Proto are believed (IP addresses).",
     )
     secure_cookies: bool | None = Field(
         default=None, description="Force the Secure cookie flag; default: on when TLS is on."
     )
     ws_queue_size: int = Field(
-        default=256, gt=0, description="Frames queued per WebSocket before a slow client is cut."
+        default=1024, gt=0, description="Frames queued per WebSocket before a slow client is cut."
     )
     replay_window: int = Field(
         default=10_000,
@@ -107,7 +112,7 @@ class Settings(BaseSettings):
             return tuple(ext.lower() if ext.startswith(".") else "." + ext.lower() for ext in value)
         return value
 
-    @field_validator("allowed_origins", mode="before")
+    @field_validator("allowed_origins", "trusted_proxies", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
         if isinstance(value, str):

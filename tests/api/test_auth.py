@@ -41,8 +41,11 @@ async def test_every_endpoint_needs_authentication(vault: Vault, method: str, pa
 
 
 async def test_every_endpoint_in_the_openapi_spec_needs_authentication(vault: Vault) -> None:
+    async with await vault.login("admin") as admin:
+        spec = (await admin.get("/api/openapi.json")).json()
     async with vault.client() as anon:
-        spec = (await anon.get("/api/openapi.json")).json()
+        for extra in ("/api/openapi.json", "/api/docs"):
+            assert (await anon.get(extra)).status_code == 401
         for path, operations in spec["paths"].items():
             for method in operations:
                 if path in {"/api/health", "/api/auth/login"}:
@@ -96,6 +99,32 @@ async def test_logout_ends_that_token_only(vault: Vault) -> None:
         assert (await first.post("/api/auth/logout")).status_code == 204
         assert (await first.get("/api/files")).status_code == 401
         assert (await second.get("/api/files")).status_code == 200
+
+
+async def test_a_cross_site_login_is_refused(vault: Vault) -> None:
+    async with vault.client() as browser:
+        response = await browser.post(
+            "/api/auth/login",
+            json={"username": "admin", "password": PASSWORD},
+            headers={"Origin": "https://evil.example"},
+        )
+    assert response.status_code == 403
+    assert "set-cookie" not in response.headers
+
+
+async def test_parallel_guesses_are_limited_like_a_sequence(vault: Vault) -> None:
+    import asyncio
+
+    async with vault.client() as anon:
+        answers = await asyncio.gather(
+            *(
+                anon.post("/api/auth/login", json={"username": "admin", "password": f"g{i}"})
+                for i in range(12)
+            )
+        )
+    codes = sorted(a.status_code for a in answers)
+    assert codes.count(401) == 3  # login_max_failures in the test settings
+    assert codes.count(429) == 9
 
 
 async def test_cookie_requests_from_a_foreign_origin_are_refused(vault: Vault) -> None:
@@ -152,9 +181,9 @@ async def test_errors_share_one_shape(vault: Vault) -> None:
 
 
 async def test_openapi_documents_every_status_each_route_can_answer(vault: Vault) -> None:
-    async with vault.client() as anon:
-        spec = (await anon.get("/api/openapi.json")).json()
-        docs = await anon.get("/api/docs")
+    async with await vault.login("admin") as admin:
+        spec = (await admin.get("/api/openapi.json")).json()
+        docs = await admin.get("/api/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
     assert "//cdn" not in docs.text  # the docs page loads nothing from other hosts
     operations = spec["paths"]
@@ -163,7 +192,7 @@ async def test_openapi_documents_every_status_each_route_can_answer(vault: Vault
             codes = set(op["responses"])
             if path not in {"/api/health", "/api/auth/login"}:
                 assert "401" in codes, (method, path)
-            if path.startswith("/api/files/{name}") and method != "post" or "checkout" in path:
+            if path.startswith("/api/files/{name}"):
                 assert "404" in codes, (method, path)
     assert "409" in operations["/api/files/{name}/checkout"]["post"]["responses"]
     assert "413" in operations["/api/files"]["post"]["responses"]

@@ -125,3 +125,60 @@ async def test_a_checkin_of_an_identical_file_is_still_a_new_version(vault: Vaul
         assert response.json()["version"] == 2
         objects = list((vault.camvault.settings.repo_path / "lfs" / "objects").rglob("*"))
         assert len([p for p in objects if p.is_file()]) == 1  # stored once per sha256
+
+
+@pytest.mark.parametrize(
+    ("range_header", "status"),
+    [("bytes=5-2", 400), ("bytes=abc", 400), ("pages=1-2", 400), ("bytes=100-200", 416)],
+)
+async def test_bad_ranges_answer_in_the_json_error_shape(
+    vault: Vault, range_header: str, status: int
+) -> None:
+    async with await vault.login("admin") as admin:
+        await upload(admin, "1234567.mcam", mcam(b"ab"))  # 10 bytes
+        response = await admin.get(
+            "/api/files/1234567.mcam/content", headers={"Range": range_header}
+        )
+    assert response.status_code == status
+    assert set(response.json()["error"]) == {"code", "message"}
+
+
+async def test_json_bodies_over_a_mebibyte_are_refused_before_reading(vault: Vault) -> None:
+    async with vault.client() as anon:
+        huge = b'{"username": "' + b"a" * (2 * 1024 * 1024) + b'", "password": "x"}'
+        response = await anon.post(
+            "/api/auth/login", content=huge, headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "too_large"
+
+        async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it streams
+            yield b'{"username": "'
+            for _ in range(40):
+                yield b"a" * 65536
+            yield b'", "password": "x"}'
+
+        streamed = await anon.post(
+            "/api/auth/login", content=chunks(), headers={"content-type": "application/json"}
+        )
+        assert streamed.status_code == 413
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/files/1234567.mcam/checkout", {"message": "null \x00 byte"}),
+        ("/api/files/1234567.mcam/revert", {"version": 10**20, "message": "x"}),
+        ("/api/files/1234567.mcam/break-lock", {"reason": "bell \x07"}),
+    ],
+)
+async def test_control_characters_and_huge_numbers_are_bad_requests(
+    vault: Vault, path: str, body: dict[str, object]
+) -> None:
+    async with await vault.login("admin") as admin:
+        await upload(admin, "1234567.mcam", mcam())
+        response = await admin.post(path, json=body)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"] == "bad_request"
+        huge = await admin.get("/api/files/1234567.mcam/content", params={"version": 10**20})
+        assert huge.status_code == 400

@@ -9,11 +9,13 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from camvault.api import routes_auth, routes_files, routes_meta, ws
 from camvault.api.errors import install_error_handlers
+from camvault.api.limits import BodyLimit
+from camvault.api.security import CurrentUser
 from camvault.core import Camvault
 from camvault.settings import Settings
 
@@ -34,12 +36,13 @@ def create_app(settings: Settings, camvault: Camvault | None = None) -> FastAPI:
         title="camvault",
         version="0.1.0",
         summary="Check CAM files out and in; every version kept in git.",
-        openapi_url="/api/openapi.json",
+        openapi_url=None,
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
     )
     app.state.camvault = camvault
+    app.add_middleware(BodyLimit)
     install_error_handlers(app)
     app.include_router(routes_auth.router)
     app.include_router(routes_files.router)
@@ -61,8 +64,12 @@ def _mount_docs(app: FastAPI) -> None:
         name="docs-assets",
     )
 
+    @app.get("/api/openapi.json", include_in_schema=False)
+    async def openapi(_user: CurrentUser) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
     @app.get("/api/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
+    async def docs(_user: CurrentUser) -> HTMLResponse:
         return get_swagger_ui_html(
             openapi_url="/api/openapi.json",
             title="camvault API",

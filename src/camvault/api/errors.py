@@ -10,8 +10,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
-from camvault.errors import CamvaultError
+from camvault.errors import CamvaultError, StorageError
 
 log = logging.getLogger("camvault.api")
 E = TypeVar("E", bound=Exception)
@@ -65,9 +66,20 @@ def _expect(exc: Exception, kind: type[E]) -> E:
 def install_error_handlers(app: FastAPI) -> None:
     """Route every exception type the app can raise to the one error shape."""
 
-    async def on_domain(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_domain(request: Request, exc: Exception) -> JSONResponse:
         exc = _expect(exc, CamvaultError)
+        if isinstance(exc, StorageError):
+            # The detail names paths and commits on the server: the log gets it, not the client.
+            log.error("storage error on %s %s: %s", request.method, request.url.path, exc.message)
+            return error_response(
+                exc.status, exc.code, "the vault could not store this change; nothing was saved"
+            )
         return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    async def on_disconnect(request: Request, _exc: Exception) -> JSONResponse:
+        # The client hung up mid-upload (e.g. "Cancel upload"): nothing to report to anyone.
+        log.debug("client disconnected during %s %s", request.method, request.url.path)
+        return error_response(400, "client_disconnected", "the client disconnected")
 
     async def on_validation(_request: Request, exc: Exception) -> JSONResponse:
         exc = _expect(exc, RequestValidationError)
@@ -85,6 +97,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(500, "internal", "internal server error; see the server log")
 
     app.add_exception_handler(CamvaultError, on_domain)
+    app.add_exception_handler(ClientDisconnect, on_disconnect)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(Exception, on_unexpected)
@@ -98,7 +111,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         403: "Not allowed (forbidden), or a cross-site cookie request (csrf)",
         404: "No such file or version (not_found)",
         409: "Conflict (exists, locked, not_lock_holder)",
-        413: "Upload larger than the limit (too_large)",
+        413: "Body larger than the limit (too_large): uploads by setting, JSON bodies 1 MiB",
         416: "Range not satisfiable",
         429: "Too many failed logins (rate_limited); see Retry-After",
         500: "Storage failure (storage_error) or internal error",

@@ -9,7 +9,13 @@ from fastapi import APIRouter, Request, Response
 
 from camvault.api.errors import responses
 from camvault.api.schemas import Credentials, Health, LoginOut, UserOut
-from camvault.api.security import COOKIE_NAME, CurrentPrincipal, CurrentUser, get_camvault
+from camvault.api.security import (
+    COOKIE_NAME,
+    CurrentPrincipal,
+    CurrentUser,
+    check_csrf,
+    get_camvault,
+)
 from camvault.services.auth import User
 
 router = APIRouter(prefix="/api", tags=["auth"])
@@ -23,11 +29,14 @@ async def health() -> dict[str, str]:
 @router.post(
     "/auth/login",
     response_model=LoginOut,
-    responses=responses(400, 401, 429),
+    responses=responses(400, 401, 403, 413, 429),
     summary="Log in: sets the session cookie and returns a bearer token",
 )
 async def login(request: Request, body: Credentials, response: Response) -> dict[str, Any]:
     camvault = get_camvault(request)
+    # A cross-site page must not log the browser into someone else's account.
+    if request.headers.get("origin") is not None:
+        check_csrf(request, camvault.settings.allowed_origins)
     client = request.client.host if request.client else "unknown"
     user, token = await camvault.auth.login(body.username, body.password, client)
     settings = camvault.settings

@@ -18,7 +18,7 @@ from camvault.api.schemas import (
     multipart_body,
 )
 from camvault.api.security import AdminUser, CurrentUser, get_camvault
-from camvault.errors import BadRequest, TooLarge
+from camvault.errors import BadRequest, RangeNotSatisfiable, TooLarge
 from camvault.services.vault import VaultService
 
 router = APIRouter(prefix="/api/files", tags=["files"])
@@ -29,6 +29,24 @@ MULTIPART_OVERHEAD = 256 * 1024
 
 def _vault(request: Request) -> VaultService:
     return get_camvault(request).vault
+
+
+def check_range(header: str | None, size: int) -> None:
+    """Refuse a malformed or unsatisfiable Range in the JSON error shape, before the file
+    response would answer it in plain text."""
+    if header is None:
+        return
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or not spec.strip():
+        raise BadRequest("the Range header must look like 'bytes=START-END'")
+    for part in spec.split(","):
+        first, dash, last = part.strip().partition("-")
+        if not dash or not (first + last) or not all(p.isdigit() for p in (first, last) if p):
+            raise BadRequest("the Range header must look like 'bytes=START-END'")
+        if first and last and int(first) > int(last):
+            raise BadRequest("a Range must not end before it starts")
+        if (first and int(first) >= size) or (not first and int(last) == 0):
+            raise RangeNotSatisfiable(f"the file has {size} bytes; that range is outside it")
 
 
 def _upload_stream(request: Request) -> tuple[Any, str]:
@@ -90,9 +108,10 @@ async def download(
     request: Request,
     name: str,
     _user: CurrentUser,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
 ) -> FileResponse:
     content = await _vault(request).content(name, version)
+    check_range(request.headers.get("range"), content.size)
     return FileResponse(
         content.path,
         filename=content.filename,
@@ -118,7 +137,7 @@ async def list_versions(request: Request, name: str, _user: CurrentUser) -> list
 @router.post(
     "/{name}/checkout",
     response_model=FileRecord,
-    responses=responses(400, 401, 403, 404, 409),
+    responses=responses(400, 401, 403, 404, 409, 413),
     summary="Take the exclusive lock (idempotent for the holder)",
 )
 async def checkout(
@@ -152,7 +171,7 @@ async def cancel_checkout(request: Request, name: str, user: CurrentUser) -> dic
 @router.post(
     "/{name}/revert",
     response_model=FileRecord,
-    responses=responses(400, 401, 403, 404, 409, 500),
+    responses=responses(400, 401, 403, 404, 409, 413, 500),
     summary="New version with an older version's content (lock holder only)",
 )
 async def revert(request: Request, name: str, body: RevertIn, user: CurrentUser) -> dict[str, Any]:
@@ -162,7 +181,7 @@ async def revert(request: Request, name: str, body: RevertIn, user: CurrentUser)
 @router.post(
     "/{name}/break-lock",
     response_model=FileRecord,
-    responses=responses(400, 401, 403, 404),
+    responses=responses(400, 401, 403, 404, 413),
     summary="Admin: free someone's lock, with a reason they will see",
 )
 async def break_lock(

@@ -72,7 +72,7 @@ async def config(request: Request, _user: CurrentUser) -> dict[str, Any]:
 @router.post(
     "/api/names/check",
     response_model=NamesOut,
-    responses=responses(400, 401, 403),
+    responses=responses(400, 401, 403, 413),
     tags=["meta"],
     summary="Check names for new files with the upload rules, before uploading",
 )

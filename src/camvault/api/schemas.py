@@ -68,7 +68,7 @@ class CheckoutIn(BaseModel):
 
 
 class RevertIn(BaseModel):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=2**31 - 1)
     message: str = Field(default="", max_length=4000)
 
 

@@ -24,7 +24,9 @@ router = APIRouter()
 
 def _int_param(websocket: WebSocket, name: str) -> int | None:
     value = websocket.query_params.get(name)
-    return int(value) if value is not None and value.isdigit() else None
+    if value is None or not (value.isascii() and value.isdigit()) or len(value) > 18:
+        return None
+    return int(value)
 
 
 @router.websocket("/ws")
@@ -51,16 +53,16 @@ async def live(websocket: WebSocket) -> None:
         await hub.attach(conn, _int_param(websocket, "after"), websocket.query_params.get("epoch"))
         await asyncio.wait([writer, reader, closed], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (reader, writer, closed):
-            task.cancel()
-        for task in (reader, writer, closed):
-            with contextlib.suppress(
-                asyncio.CancelledError, WebSocketDisconnect, RuntimeError, OSError
-            ):
-                await task
-        await _close(websocket, conn.close_code or 1000)
-        # Detached only once the close frame is out: shutdown waits for this (1001 first).
-        hub.detach(conn)
+        try:
+            for task in (reader, writer, closed):
+                task.cancel()
+            # gather(return_exceptions=True): a task that died of its own error (say the
+            # database failed during a RESUME) must not skip the close and the detach.
+            await asyncio.gather(reader, writer, closed, return_exceptions=True)
+            await _close(websocket, conn.close_code or 1011)
+        finally:
+            # Detached only once the close frame is out: shutdown waits for this (1001 first).
+            hub.detach(conn)
 
 
 async def _write(websocket: WebSocket, conn: Connection) -> None:
@@ -87,7 +89,7 @@ async def _read(websocket: WebSocket, conn: Connection, hub: Hub) -> None:
         kind = data.get("type") if isinstance(data, dict) else None
         if kind == "PING":
             conn.send(PONG)
-        elif kind == "RESUME" and isinstance(data.get("after"), int) and data["after"] >= 0:
+        elif kind == "RESUME" and type(data.get("after")) is int and 0 <= data["after"] < 2**62:
             await hub.resume(conn, data["after"])
         elif kind == "RESUME":
             conn.send(error_frame("bad_frame", "RESUME needs a non-negative integer 'after'"))

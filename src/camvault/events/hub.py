@@ -17,6 +17,7 @@ from typing import Any
 
 from anyio import to_thread
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from camvault.events.frames import (
     BROADCAST_EVENTS,
@@ -178,6 +179,8 @@ class Hub:
             and (epoch is None or epoch == self.epoch)
             and 0 <= after <= self.seq
             and self.seq - after <= self.replay_window
+            # A replay bigger than half the queue would overflow it: a snapshot is smaller.
+            and self.seq - after <= self.queue_size // 2
         )
         if replayable and after is not None:
             rows = await to_thread.run_sync(self._read_events, after, self.seq)
@@ -223,19 +226,35 @@ class Hub:
         return prev
 
     async def _tail(self) -> None:
+        failures = 0
         while not self._stop_requested.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
             self._wake.clear()
             if self._stop_requested.is_set():
                 return
-            async with self._lock:
-                while True:
-                    batch = await to_thread.run_sync(self._read_events, self.seq)
-                    for frames in batch:
-                        self._fan_out(frames)
-                    if len(batch) < PAGE:
-                        break
+            try:
+                await self._drain()
+            except (SQLAlchemyError, OSError, KeyError, ValueError):
+                # The database went away for a moment, or a row is malformed: live updates
+                # must not stop for good. Log it, back off, and retry from self.seq.
+                failures += 1
+                log.exception("live hub could not read the event log (attempt %d)", failures)
+                await asyncio.sleep(min(30.0, 0.5 * 2**failures))
+            else:
+                failures = 0
+
+    async def _drain(self) -> None:
+        async with self._lock:
+            while True:
+                batch = await to_thread.run_sync(self._read_events, self.seq)
+                for frames in batch:
+                    self._fan_out(frames)
+                    if len(batch) > 1:
+                        # A burst: let the writer tasks empty the queues between events.
+                        await asyncio.sleep(0)
+                if len(batch) < PAGE:
+                    break
 
     def _fan_out(self, frames: EventFrames) -> None:
         broadcast = None
@@ -266,7 +285,11 @@ class Hub:
         tokens = list({c.token for c in self.connections})
         if not tokens:
             return
-        alive = await to_thread.run_sync(self.authenticate_many, tokens)
+        try:
+            alive = await to_thread.run_sync(self.authenticate_many, tokens)
+        except (SQLAlchemyError, OSError):
+            log.exception("could not re-check the sessions of open WebSockets; will retry")
+            return
         for conn in list(self.connections):
             if conn.token not in alive:
                 conn.close(CLOSE_POLICY)

@@ -11,7 +11,10 @@ one after the other, but never concurrently: the caller's single vault writer se
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -141,6 +144,13 @@ def _any_case(ext: str) -> str:
     return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in ext)
 
 
+def _git() -> str:
+    found = shutil.which("git")
+    if found is None:
+        raise StorageError("the git program is not installed; camvault needs it for text files")
+    return found
+
+
 class VaultRepo:
     """The bare ``vault.git`` repository and its ``main`` branch."""
 
@@ -200,11 +210,43 @@ class VaultRepo:
         return "".join(lines).encode("ascii")
 
     def create_blob_from_file(self, path: Path) -> str:
-        """Store a file as a plain git blob, streamed from disk, and return its id."""
+        """Store a file as a plain git blob, streamed from disk, and return its id.
+
+        Done by ``git hash-object`` in a subprocess: libgit2 holds the GIL while it hashes
+        and compresses, which would freeze the server's event loop for a large file, and a
+        separate process never shares this object's repository handle with another thread.
+        """
+        env = {
+            **os.environ,
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "GIT_DIR": str(self.path),
+        }
         try:
-            return str(self._repo.create_blob_fromdisk(str(path)))
-        except pygit2.GitError as exc:
-            raise StorageError(f"cannot store {path} as a git blob: {exc}") from exc
+            done = subprocess.run(  # noqa: S603 - fixed argv, no shell
+                [
+                    _git(),
+                    "-c",
+                    "core.fsync=loose-object,pack",
+                    "-c",
+                    "core.fsyncMethod=fsync",
+                    "hash-object",
+                    "-w",
+                    "--no-filters",
+                    "--",
+                    str(path),
+                ],  # fmt: skip
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=3600,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise StorageError(f"cannot run git to store a blob: {exc}") from exc
+        if done.returncode != 0:
+            raise StorageError(f"git hash-object failed: {done.stderr.strip()}")
+        return done.stdout.strip()
 
     def commit_change(
         self,

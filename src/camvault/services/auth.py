@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+import anyio
 from anyio import to_thread
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -25,6 +26,7 @@ from camvault.store.queries import aware
 
 USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MIN_PASSWORD_LENGTH = 8
+MAX_PARALLEL_VERIFIES = 4
 
 
 class Role(StrEnum):
@@ -67,45 +69,64 @@ def validate_password(password: str) -> str:
 
 
 class LoginLimiter:
-    """Counts failed logins per (username, client) and per client; too many -> 429.
+    """Counts login attempts per (username, client) and per client; too many -> 429.
 
-    Kept per process: it slows a brute force down, it does not guard an invariant.
+    An attempt counts from the moment it starts, not when its (slow) password check
+    ends, so a burst of parallel guesses is limited like a sequence; a success forgets
+    that user's attempts. Kept per process: it slows a brute force down, it guards no
+    invariant.
     """
+
+    MAX_KEYS = 100_000
 
     def __init__(self, max_failures: int, window_seconds: float) -> None:
         self.max_failures = max_failures
         self.window = window_seconds
-        self._failures: dict[str, deque[float]] = {}
+        self._attempts: dict[str, deque[float]] = {}
 
     def _keys(self, username: str, client: str) -> tuple[str, str]:
         return f"u:{username.casefold()}|{client}", f"c:{client}"
 
-    def _count(self, key: str, now: float) -> deque[float]:
-        stamps = self._failures.setdefault(key, deque())
+    def _live(self, key: str, now: float) -> deque[float] | None:
+        stamps = self._attempts.get(key)
+        if stamps is None:
+            return None
         while stamps and stamps[0] <= now - self.window:
             stamps.popleft()
+        if not stamps:
+            del self._attempts[key]
+            return None
         return stamps
 
-    def check(self, username: str, client: str) -> None:
+    def attempt(self, username: str, client: str) -> None:
+        """Register an attempt about to be checked, or raise RateLimited."""
         now = time.monotonic()
         user_key, client_key = self._keys(username, client)
         limits = ((user_key, self.max_failures), (client_key, self.max_failures * 4))
         for key, limit in limits:
-            stamps = self._count(key, now)
-            if len(stamps) >= limit:
+            stamps = self._live(key, now)
+            if stamps is not None and len(stamps) >= limit:
                 retry = max(1, int(stamps[0] + self.window - now) + 1)
                 raise RateLimited(
                     f"too many failed logins; try again in {retry} seconds",
                     headers={"Retry-After": str(retry)},
                 )
-
-    def failed(self, username: str, client: str) -> None:
-        now = time.monotonic()
-        for key in self._keys(username, client):
-            self._count(key, now).append(now)
+        if len(self._attempts) >= self.MAX_KEYS:
+            self._prune(now)
+        for key in (user_key, client_key):
+            self._attempts.setdefault(key, deque()).append(now)
 
     def succeeded(self, username: str, client: str) -> None:
-        self._failures.pop(self._keys(username, client)[0], None)
+        """A right password: that user's attempts from this client no longer count."""
+        user_key, client_key = self._keys(username, client)
+        self._attempts.pop(user_key, None)
+        stamps = self._attempts.get(client_key)
+        if stamps:
+            stamps.pop()
+
+    def _prune(self, now: float) -> None:
+        for key in list(self._attempts):
+            self._live(key, now)
 
 
 class AuthService:
@@ -118,6 +139,7 @@ class AuthService:
         self.hasher = PasswordHasher()
         # Verified against when the username is unknown, so both failures cost the same.
         self._dummy_hash = self.hasher.hash(secrets.token_urlsafe(16))
+        self._verifying = anyio.Semaphore(MAX_PARALLEL_VERIFIES)
 
     # --- accounts -------------------------------------------------------------------------
 
@@ -184,10 +206,12 @@ class AuthService:
 
     async def login(self, username: str, password: str, client: str) -> tuple[User, str]:
         """Check the password and open a session; returns the user and the secret token."""
-        self.limiter.check(username, client)
-        user = await to_thread.run_sync(self._verify, username, password)
+        self.limiter.attempt(username, client)
+        # argon2 takes ~50 ms and 64 MiB per check: a flood of logins must not take every
+        # worker thread (or all the memory) from the rest of the server.
+        async with self._verifying:
+            user = await to_thread.run_sync(self._verify, username, password)
         if user is None:
-            self.limiter.failed(username, client)
             raise Unauthorized("wrong username or password")
         self.limiter.succeeded(username, client)
         token = secrets.token_urlsafe(32)
@@ -195,8 +219,10 @@ class AuthService:
         return user, token
 
     def _verify(self, username: str, password: str) -> User | None:
-        with self.db.read() as conn:
-            row = conn.execute(select(users).where(users.c.username == username)).first()
+        row = None
+        if USERNAME_RE.fullmatch(username):  # anything else cannot exist (NUL, 1 MB, ...)
+            with self.db.read() as conn:
+                row = conn.execute(select(users).where(users.c.username == username)).first()
         stored = row.password_hash if row is not None else self._dummy_hash
         try:
             self.hasher.verify(stored, password)

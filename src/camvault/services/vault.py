@@ -70,11 +70,20 @@ class Content:
     version: int
 
 
-def _text(fields: dict[str, str], key: str, limit: int) -> str:
-    value = fields.get(key, "").strip()
+def clean_text(value: str, what: str, limit: int = MAX_MESSAGE) -> str:
+    """A user's message, reason or description: trimmed, bounded, no control characters
+    (line breaks and tabs are fine). NUL and friends would break git and PostgreSQL."""
+    value = value.strip()
     if len(value) > limit:
-        raise BadRequest(f"{key} may have at most {limit} characters")
+        raise BadRequest(f"{what} may have at most {limit} characters")
+    bad = next((c for c in value if ord(c) < 32 and c not in "\n\r\t" or c == "\x7f"), None)
+    if bad is not None:
+        raise BadRequest(f"{what} contains the control character U+{ord(bad):04X}")
     return value
+
+
+def _text(fields: dict[str, str], key: str, limit: int) -> str:
+    return clean_text(fields.get(key, ""), key, limit)
 
 
 def _flag(fields: dict[str, str], key: str) -> bool:
@@ -476,19 +485,29 @@ class VaultService:
 
     async def checkout(self, user: User, name: str, message: str) -> dict[str, Any]:
         """Take the exclusive lock; taking a lock you already hold changes nothing."""
-        if len(message) > MAX_MESSAGE:
-            raise BadRequest(f"message may have at most {MAX_MESSAGE} characters")
-        return await self.writer.run(self._checkout, user, name, message.strip())
+        message = clean_text(message, "message")
+        # Refuse a lock someone else holds without queuing for the writer; the writer
+        # re-checks, so this read is only a shortcut, never the guarantee.
+        await to_thread.run_sync(self._peek_checkout, user, name)
+        return await self.writer.run(self._checkout, user, name, message)
+
+    def _peek_checkout(self, user: User, name: str) -> None:
+        with self.db.read() as conn:
+            self._refuse_if_locked(self._require_file(conn, name), user)
+
+    @staticmethod
+    def _refuse_if_locked(row: Any, user: User) -> None:
+        if row.lock_user is not None and row.lock_user != user.username:
+            raise LockedByOther(
+                f"{row.filename} is checked out by {row.lock_user} since {iso(row.lock_since)}"
+            )
 
     def _checkout(self, user: User, name: str, message: str) -> dict[str, Any]:
         with self.db.write() as conn:
             row = self._require_file(conn, name)
             if row.lock_user == user.username:
                 return record_from_row(row)
-            if row.lock_user is not None:
-                raise LockedByOther(
-                    f"{row.filename} is checked out by {row.lock_user} since {iso(row.lock_since)}"
-                )
+            self._refuse_if_locked(row, user)
             conn.execute(
                 insert(locks).values(
                     file_id=row.id, user_id=user.id, since=datetime.now(UTC), message=message
@@ -528,11 +547,9 @@ class VaultService:
         """An admin frees an abandoned lock; the reason reaches the former holder."""
         if not admin.is_admin:
             raise Forbidden("only an admin can break a lock")
-        reason = reason.strip()
+        reason = clean_text(reason, "reason")
         if not reason:
             raise BadRequest("breaking a lock needs a reason the holder will see")
-        if len(reason) > MAX_MESSAGE:
-            raise BadRequest(f"reason may have at most {MAX_MESSAGE} characters")
         return await self.writer.run(self._break, admin, name, reason)
 
     def _break(self, admin: User, name: str, reason: str) -> dict[str, Any]:
@@ -557,9 +574,7 @@ class VaultService:
 
     async def revert(self, user: User, name: str, version: int, message: str) -> dict[str, Any]:
         """A new version whose content is an older version's; the holder keeps the lock."""
-        message = message.strip()
-        if len(message) > MAX_MESSAGE:
-            raise BadRequest(f"message may have at most {MAX_MESSAGE} characters")
+        message = clean_text(message, "message")
         return await self.writer.run(self._revert, user, name, version, message)
 
     def _revert(self, user: User, name: str, target: int, message: str) -> dict[str, Any]:

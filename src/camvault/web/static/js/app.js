@@ -291,7 +291,11 @@ store.subscribe((state, prev) => {
     requestAnimationFrame(render);
   }
   // Effects of state changes: notifications become toasts; a lost connection checks the session.
-  const fresh = state.notifications.slice(prev.notifications.length);
+  // By identity, not by count: the list is capped, so its length stops growing.
+  const known = new Set(prev.notifications.map((n) => `${n.type}:${n.seq}`));
+  const fresh = state.notifications === prev.notifications
+    ? []
+    : state.notifications.filter((n) => !known.has(`${n.type}:${n.seq}`));
   for (const note of fresh) {
     queueMicrotask(() => note.type === "LOCK_BROKEN"
       ? toast("warning", `${note.by} broke your lock on ${note.filename}: “${note.reason}”`, { title: "Your checkout was ended", sticky: true })
