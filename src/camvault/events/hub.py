@@ -180,7 +180,7 @@ class Hub:
             and 0 <= after <= self.seq
             and self.seq - after <= self.replay_window
             # A replay bigger than half the queue would overflow it: a snapshot is smaller.
-            and self.seq - after <= self.queue_size // 2
+            and self.seq - after <= conn.queue_size // 2
         )
         if replayable and after is not None:
             rows = await to_thread.run_sync(self._read_events, after, self.seq)

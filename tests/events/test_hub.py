@@ -1,0 +1,74 @@
+"""The hub keeps streaming through a database hiccup and never overfills a queue on replay."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from helpers import Vault, mcam, upload
+from protocol_schema import validate_frame
+from sqlalchemy.exc import OperationalError
+
+from camvault.events.hub import Connection
+
+pytestmark = pytest.mark.anyio
+
+
+async def next_frame(conn: Connection, kind: str, timeout: float = 10.0) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = json.loads(await conn.queue.get())
+            validate_frame(frame)
+            if frame["type"] == kind:
+                return frame
+
+
+async def test_the_live_stream_survives_a_failed_read_of_the_log(vault: Vault) -> None:
+    hub = vault.camvault.hub
+    conn = Connection("admin", "token", 64)
+    await hub.attach(conn, None, None)
+    await next_frame(conn, "FILE_LIST_UPDATED")
+    real = hub._read_events
+    failures = []
+
+    def flaky(after: int, upto: int | None = None) -> Any:
+        if not failures:
+            failures.append(after)
+            raise OperationalError("SELECT", {}, Exception("database is restarting"))
+        return real(after, upto)
+
+    hub._read_events = flaky  # type: ignore[method-assign]
+    async with await vault.login("admin") as admin:
+        await upload(admin, "1234567.mcam", mcam())
+        frame = await next_frame(conn, "FILE_UPDATED")
+    assert failures, "the injected failure never happened"
+    assert frame["payload"]["file"]["filename"] == "1234567.mcam"
+    hub.detach(conn)
+
+
+async def test_a_replay_longer_than_half_the_queue_becomes_a_snapshot(vault: Vault) -> None:
+    hub = vault.camvault.hub
+    async with await vault.login("admin") as admin:
+        await upload(admin, "1234567.mcam", mcam())
+        start = (await admin.get("/api/files")).json()["seq"]
+        for _ in range(3):
+            await admin.post("/api/files/1234567.mcam/checkout", json={})
+            await admin.post("/api/files/1234567.mcam/cancel-checkout")
+        await asyncio.sleep(0.2)  # let the hub catch up with the log
+
+    assert hub.seq == start + 6, (hub.seq, start)
+    small = Connection("admin", "token", 8)  # half the queue: 4 events at most
+    await hub.attach(small, start, hub.epoch)
+    first = json.loads(small.queue.get_nowait())
+    assert first["type"] == "FILE_LIST_UPDATED"
+    assert small.close_code is None
+
+    roomy = Connection("admin", "token", 64)
+    await hub.attach(roomy, start, hub.epoch)
+    replayed = [json.loads(roomy.queue.get_nowait()) for _ in range(6)]
+    assert [f["type"] for f in replayed] == ["FILE_UPDATED"] * 6
+    assert [f["seq"] for f in replayed] == list(range(start + 1, start + 7))
+    for conn in (small, roomy):
+        hub.detach(conn)
