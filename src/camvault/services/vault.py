@@ -486,9 +486,10 @@ class VaultService:
     async def checkout(self, user: User, name: str, message: str) -> dict[str, Any]:
         """Take the exclusive lock; taking a lock you already hold changes nothing."""
         message = clean_text(message, "message")
-        # Refuse a lock someone else holds without queuing for the writer; the writer
-        # re-checks, so this read is only a shortcut, never the guarantee.
-        await to_thread.run_sync(self._peek_checkout, user, name)
+        if self.writer.busy:
+            # Others are queued: refuse a lock someone else holds without waiting in line.
+            # The writer re-checks, so this read is only a shortcut, never the guarantee.
+            await to_thread.run_sync(self._peek_checkout, user, name)
         return await self.writer.run(self._checkout, user, name, message)
 
     def _peek_checkout(self, user: User, name: str) -> None:
@@ -508,12 +509,15 @@ class VaultService:
             if row.lock_user == user.username:
                 return record_from_row(row)
             self._refuse_if_locked(row, user)
+            since = datetime.now(UTC)
             conn.execute(
-                insert(locks).values(
-                    file_id=row.id, user_id=user.id, since=datetime.now(UTC), message=message
-                )
+                insert(locks).values(file_id=row.id, user_id=user.id, since=since, message=message)
             )
-            record = _record(conn, name)
+            # The row read above plus the lock just written: no second query needed.
+            record = {
+                **record_from_row(row),
+                "lock": {"user": user.username, "since": iso(since), "message": message},
+            }
             append(
                 conn,
                 EventType.FILE_CHECKED_OUT,
@@ -532,7 +536,7 @@ class VaultService:
         with self.db.write() as conn:
             row = self._require_holder(conn, user, name)
             conn.execute(delete(locks).where(locks.c.file_id == row.id))
-            record = _record(conn, name)
+            record = {**record_from_row(row), "lock": None}
             append(
                 conn,
                 EventType.FILE_CHECKOUT_CANCELLED,

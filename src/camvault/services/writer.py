@@ -22,6 +22,11 @@ class Writer:
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
 
+    @property
+    def busy(self) -> bool:
+        """Whether a write is running (so a new one would wait)."""
+        return self._lock.locked()
+
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         async with self._lock:
             # The write runs in its own task so that cancelling the caller (a client that

@@ -35,8 +35,10 @@ class Database:
             self.engine = create_engine(
                 url,
                 connect_args={"check_same_thread": False, "timeout": 60},
-                pool_size=8,
-                max_overflow=32,
+                # As many as the worker threads (40): an overflow connection would be opened
+                # (with its PRAGMAs) and closed again for every request under load.
+                pool_size=40,
+                max_overflow=10,
             )
             _configure_sqlite(self.engine, sqlite_synchronous)
         else:
