@@ -47,6 +47,8 @@ SNAPSHOT = b'{"type":"FILE_LIST_UPDATED","seq":'
 PRESENCE = b'{"type":"PRESENCE"'
 PREV = b',"prev":'
 EPOCH = b'"epoch":"'
+FILE_UPDATED_SEQ = len(FILE_UPDATED)
+SNAPSHOT_SEQ = len(SNAPSHOT)
 STABLE_AFTER = 10.0  # the browser resets its backoff counter after 10 s connected
 MAX_DELAY = 30.0
 BASE_DELAY = 1.0
@@ -281,7 +283,7 @@ class WsProto(asyncio.Protocol):
             self.live_at = now
             client.went_live(self, now, buf.startswith(SNAPSHOT, h))
         if buf.startswith(FILE_UPDATED, h):
-            start = h + 29
+            start = h + FILE_UPDATED_SEQ
             seq = int(buf[start : buf.index(b",", start)])
             if fleet.record_arrivals:
                 fleet.arrived(seq, now)
@@ -293,7 +295,7 @@ class WsProto(asyncio.Protocol):
                     client.events.append((now, f"resumed {self.pre_presence}"))
                 fleet.client_ready(client)
         elif buf.startswith(SNAPSHOT, h):
-            start = h + 34
+            start = h + SNAPSHOT_SEQ
             comma = buf.index(b",", start)
             client.last_seq = int(buf[start:comma])
             e = buf.index(EPOCH, comma) + len(EPOCH)
@@ -395,6 +397,7 @@ class Client:
                 proto.transport.close()
             raise
         self.connects += 1
+        self._event("open")  # the 101 arrived; live = the first frame after it
         return proto
 
     async def run(self, initial: asyncio.Semaphore) -> None:

@@ -14,11 +14,15 @@ histogram of reconnect times (1 s buckets: the spread comes from the jitter), co
 attempts per client, replay vs snapshot, and whether any client missed a change (a frame
 whose prev is newer than the client's last seq) or ended on a different seq.
 
-    .venv/bin/python bench/ws_restart.py [--quick]
+    .venv/bin/python bench/ws_restart.py [--quick] [--profile]
+
+--profile records the new server with py-spy while the clients come back
+(bench/results/ws_restart-storm.pyspy.txt).
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import time
@@ -40,6 +44,7 @@ DEADLINE_S = 100.0
 def analyse(events: list[list[tuple[float, str]]], t_term: float) -> dict[str, Any]:
     """Per client: its reconnect time since SIGTERM, attempts, close codes, replay or not."""
     reconnect_s: list[float] = []
+    open_to_live_s: list[float] = []
     close_to_live_s: list[float] = []
     attempts: Counter[int] = Counter()
     outcomes: Counter[str] = Counter()
@@ -54,7 +59,10 @@ def analyse(events: list[list[tuple[float, str]]], t_term: float) -> dict[str, A
             never += 1
             continue
         t_live, kind = after[live_i]
-        before = after[:live_i]
+        opened = [t for t, k in after[:live_i] if k == "open"]
+        if opened:
+            open_to_live_s.append(t_live - opened[-1])
+        before = [(t, k) for t, k in after[:live_i] if k != "open"]
         reconnect_s.append(t_live - t_term)
         first_close = next((t for t, k in before if k.startswith("close")), None)
         if first_close is not None:
@@ -77,6 +85,7 @@ def analyse(events: list[list[tuple[float, str]]], t_term: float) -> dict[str, A
             replayed_frames[frames] += 1
     return {
         "reconnect_s": reconnect_s,
+        "open_to_live_s": open_to_live_s,
         "close_to_live_s": close_to_live_s,
         "attempts": attempts,
         "failures": outcomes,
@@ -92,6 +101,8 @@ def main() -> int:
     nofile = _ws.raise_nofile()
     m.step(f"RLIMIT_NOFILE {nofile}")
     servers: list[b.Server] = []
+    spy_wanted = m.wants_profile() and m.PySpy.available()
+    spy: m.PySpy | None = None
     with b.temp_data_dir("wsrestart") as data:
         try:
             port = b.free_port()
@@ -134,18 +145,22 @@ def main() -> int:
                     f"{old.proc.returncode}); new one healthy {t_up - t_exit:.2f} s later"
                 )
                 change_times = [t_up + 0.5 + i for i in range(CHANGES_AFTER_RESTART)]
+                change_ms: list[float] = []
                 t_all = None
                 progress: list[tuple[float, int]] = []
-                while time.monotonic() - t_term < DEADLINE_S:
-                    if change_times and time.monotonic() >= change_times[0]:
-                        change_times.pop(0)
-                        changer.change()
-                    live = sum(fleets.ask("live_since", t_term))
-                    progress.append((time.monotonic() - t_term, live))
-                    if live >= clients and not change_times:
-                        t_all = time.monotonic()
-                        break
-                    time.sleep(0.1)
+                with contextlib.ExitStack() as stack:
+                    if spy_wanted:
+                        spy = stack.enter_context(m.PySpy(servers[-1].pid, "ws_restart-storm"))
+                    while time.monotonic() - t_term < DEADLINE_S:
+                        if change_times and time.monotonic() >= change_times[0]:
+                            change_times.pop(0)
+                            change_ms.append(changer.change()[1] * 1000)
+                        live = sum(fleets.ask("live_since", t_term))
+                        progress.append((time.monotonic() - t_term, live))
+                        if live >= clients and not change_times:
+                            t_all = time.monotonic()
+                            break
+                        time.sleep(0.1)
                 changer.close()
                 m.step(f"{progress[-1][1]} of {clients} live again after {progress[-1][0]:.1f} s")
                 time.sleep(1.5)  # the last changes reach everyone
@@ -180,6 +195,14 @@ def main() -> int:
             m.pct(a["close_to_live_s"], 50),
             "s",
             f"max {max(a['close_to_live_s'], default=float('nan')):.1f} s",
+        ),
+        m.info(
+            "handshake (101) -> first frame p50",
+            m.pct(a["open_to_live_s"], 50) * 1000,
+            "ms",
+            f"p90 {m.pct(a['open_to_live_s'], 90) * 1000:.0f}, max "
+            f"{max(a['open_to_live_s'], default=float('nan')) * 1000:.0f} ms: waiting in "
+            "Hub.attach (replay/snapshot under the hub lock)",
         ),
         m.info("old server: SIGTERM -> exited", t_exit - t_term, "s", "closes all with 1001"),
         m.info(
@@ -220,11 +243,19 @@ def main() -> int:
             f"repeats ignored: {end_state.get('repeats', 0)}; final seq of clients: "
             + ", ".join(f"{k}: {n}" for k, n in sorted(last_seqs.items(), key=str)),
         ),
+        m.info(
+            "HTTP change response during the storm",
+            max(change_ms, default=float("nan")),
+            "ms",
+            "max of " + ", ".join(f"{x:.0f}" for x in change_ms) + " ms",
+        ),
         m.info("live at the end", live_at_end, "clients", f"of {clients:,}"),
     ]
     m.print_table(f"WebSocket restart with {clients:,} clients (full-jitter reconnect)", rows)
     print(f"\nreconnect time since SIGTERM, {len(recon)} clients (1 s buckets):")
     print("\n".join(_ws.histogram(recon)))
+    if spy is not None:
+        spy.print_summary()
     print(f"\nserver back at {t_up - t_term:.1f} s; backoff caps by attempt: 1, 2, 4, 8, 16, 30 s")
     extra = {
         "clients": clients,

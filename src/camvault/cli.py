@@ -6,13 +6,17 @@ import contextlib
 import logging
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from camvault.services.auth import Role
 from camvault.settings import Settings
+
+if TYPE_CHECKING:
+    from camvault.core import Camvault
 
 app = typer.Typer(
     help="camvault: check CAM files out and in; every version kept in git.",
@@ -59,11 +63,29 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
-def _read_password_stdin() -> str:
+def _password_from_stdin(flag: bool) -> str:
+    if not flag:
+        _fail("pass the password on standard input with --password-stdin")
     password = sys.stdin.readline().rstrip("\r\n")
     if not password:
         _fail("no password on standard input")
     return password
+
+
+@contextlib.contextmanager
+def _opened(data: Path | None, database_url: str | None) -> Iterator[Camvault]:
+    """The vault opened for a one-off command; domain errors become a clean exit 1."""
+    from camvault.core import Camvault
+    from camvault.errors import CamvaultError
+
+    camvault = Camvault(make_settings(data, database_url))
+    try:
+        camvault.open_sync()
+        yield camvault
+    except CamvaultError as exc:
+        _fail(exc.message)
+    finally:
+        camvault.close()
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -77,8 +99,6 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def _server_class() -> Any:
     import uvicorn
-
-    from camvault.core import Camvault
 
     class Server(uvicorn.Server):
         """uvicorn, but live clients get 1001 (going away) first, so they come straight back."""
@@ -164,36 +184,19 @@ def user_add(
     database_url: DatabaseOption = None,
 ) -> None:
     """Create a user account."""
-    from camvault.core import Camvault
-    from camvault.errors import CamvaultError
-
-    if not password_stdin:
-        _fail("pass the password on standard input with --password-stdin")
-    password = _read_password_stdin()
-    camvault = Camvault(make_settings(data, database_url))
-    try:
-        camvault.open_sync()
+    password = _password_from_stdin(password_stdin)
+    with _opened(data, database_url) as camvault:
         camvault.auth.create_user(name, role, password)
-    except CamvaultError as exc:
-        _fail(exc.message)
-    finally:
-        camvault.close()
     _echo(f"created {role} {name}")
 
 
 @user_app.command("list")
 def user_list(data: DataOption = None, database_url: DatabaseOption = None) -> None:
     """List user accounts."""
-    from camvault.core import Camvault
-
-    camvault = Camvault(make_settings(data, database_url))
-    try:
-        camvault.open_sync()
+    with _opened(data, database_url) as camvault:
         for user in camvault.auth.list_users():
             state = "disabled" if user["disabled"] else "active"
             _echo(f"{user['username']}\t{user['role']}\t{state}")
-    finally:
-        camvault.close()
 
 
 @user_app.command("passwd")
@@ -206,20 +209,9 @@ def user_passwd(
     database_url: DatabaseOption = None,
 ) -> None:
     """Set a user's password (ends their sessions)."""
-    from camvault.core import Camvault
-    from camvault.errors import CamvaultError
-
-    if not password_stdin:
-        _fail("pass the password on standard input with --password-stdin")
-    password = _read_password_stdin()
-    camvault = Camvault(make_settings(data, database_url))
-    try:
-        camvault.open_sync()
+    password = _password_from_stdin(password_stdin)
+    with _opened(data, database_url) as camvault:
         camvault.auth.set_password(name, password)
-    except CamvaultError as exc:
-        _fail(exc.message)
-    finally:
-        camvault.close()
     _echo(f"password changed for {name}")
 
 
