@@ -285,7 +285,7 @@ class WsProto(asyncio.Protocol):
         if buf.startswith(FILE_UPDATED, h):
             start = h + FILE_UPDATED_SEQ
             seq = int(buf[start : buf.index(b",", start)])
-            if fleet.record_arrivals:
+            if fleet.record_arrivals and client.presence:  # live, not replayed
                 fleet.arrived(seq, now)
             client.broadcast(seq, buf, h, end)
         elif buf.startswith(PRESENCE, h):

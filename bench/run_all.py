@@ -16,7 +16,15 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
-SCRIPTS = ("checkin", "latency_under_upload", "checkout", "list_files")
+SCRIPTS = (
+    "checkin",
+    "latency_under_upload",
+    "checkout",
+    "list_files",
+    "ws_fanout",
+    "ws_idle",
+    "ws_restart",
+)
 
 
 def main() -> int:

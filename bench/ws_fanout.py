@@ -225,7 +225,6 @@ def main() -> int:
                     "gaps": r["totals"].get("gaps", 0),
                 }
             )
-        server.proc.poll()
     rows.append(
         m.info(
             "handshakes accepting permessage-deflate",

@@ -119,6 +119,7 @@ def main() -> int:
                 PROCESSES,
                 reconnect=True,
                 track_events=True,
+                record_arrivals=True,
                 concurrency=64,
             ) as fleets:
                 ready = _ws.merge(fleets.wait_ready())
@@ -126,7 +127,7 @@ def main() -> int:
                     raise RuntimeError(f"only {ready['ready']} of {clients} connected")
                 connected_at = time.monotonic()
                 changer = _ws.Changer(base_url, token, FILE)
-                changer.change()  # one live change before the restart
+                change_t0 = [changer.change()[0]]  # one live change before the restart
                 changer.close()  # the next request reconnects (to the new server)
                 stable = connected_at + _ws.STABLE_AFTER + 0.5 - time.monotonic()
                 m.step(f"all connected; {stable:.1f} s more so every connection is 'stable'")
@@ -154,7 +155,9 @@ def main() -> int:
                     while time.monotonic() - t_term < DEADLINE_S:
                         if change_times and time.monotonic() >= change_times[0]:
                             change_times.pop(0)
-                            change_ms.append(changer.change()[1] * 1000)
+                            t0, response_s = changer.change()
+                            change_t0.append(t0)
+                            change_ms.append(response_s * 1000)
                         live = sum(fleets.ask("live_since", t_term))
                         progress.append((time.monotonic() - t_term, live))
                         if live >= clients and not change_times:
@@ -165,12 +168,22 @@ def main() -> int:
                 m.step(f"{progress[-1][1]} of {clients} live again after {progress[-1][0]:.1f} s")
                 time.sleep(1.5)  # the last changes reach everyone
                 end_state = _ws.merge(fleets.ask("summary", {}))
-                finals = fleets.stop(events=True)
+                finals = fleets.stop(events=True, arrivals=True)
         finally:
             for server in servers:
                 _ws.stop_server(server)
 
     events = [client for final in finals for client in final.get("events", [])]
+    arrivals: dict[int, list[float]] = {}
+    for final in finals:
+        for seq, times in final.get("arrivals", {}).items():
+            arrivals.setdefault(seq, []).extend(times)
+    # the changes' seqs are the newest FILE_UPDATED seqs, in order
+    seqs = sorted(arrivals)[-len(change_t0) :]
+    delivery = [
+        (len(arrivals[seq]), (max(arrivals[seq]) - t0) * 1000, m.pct(arrivals[seq], 50) - t0)
+        for seq, t0 in zip(seqs, change_t0, strict=False)
+    ]
     a = analyse(events, t_term)
     recon = a["reconnect_s"]
     all_s = (t_all - t_term) if t_all is not None else float("nan")
@@ -249,6 +262,19 @@ def main() -> int:
             "ms",
             "max of " + ", ".join(f"{x:.0f}" for x in change_ms) + " ms",
         ),
+        m.info(
+            "change -> last live client, before restart",
+            delivery[0][1] if delivery else float("nan"),
+            "ms",
+            f"{delivery[0][0]} clients live" if delivery else "",
+        ),
+        m.info(
+            "change -> last live client, during storm",
+            max((d[1] for d in delivery[1:]), default=float("nan")),
+            "ms",
+            "per change (clients live then: last / median ms): "
+            + ", ".join(f"{n}: {last:.0f} / {med * 1000:.0f}" for n, last, med in delivery[1:]),
+        ),
         m.info("live at the end", live_at_end, "clients", f"of {clients:,}"),
     ]
     m.print_table(f"WebSocket restart with {clients:,} clients (full-jitter reconnect)", rows)
@@ -268,6 +294,7 @@ def main() -> int:
         "resumed": a["resumed"],
         "server_exit_s": round(t_exit - t_term, 3),
         "server_up_s": round(t_up - t_term, 3),
+        "delivery_ms": [(n, round(last, 1)) for n, last, _med in delivery],
         "progress": [(round(t, 2), n) for t, n in progress[:: max(1, len(progress) // 100)]],
     }
     m.write_result("ws_restart", rows, extra)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import socket
 import sys
@@ -170,6 +171,13 @@ def serve(
         # Off: per-connection compression costs CPU on every fan-out to every client.
         ws_per_message_deflate=False,
     )
+    # Everything built so far lives as long as the process: keep it out of every GC pass.
+    # A fan-out to thousands of sockets allocates many short-lived objects; with the
+    # default thresholds it triggers full collections mid-burst (measured: 0.6 s pauses
+    # at 5,000 clients), so young collections run less often.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 10)
     _Server(config, live).run(sockets=[sock])
 
 

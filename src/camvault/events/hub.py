@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,6 +95,7 @@ class Hub:
         self.revalidate_interval = revalidate_interval
         self.authenticate_many = authenticate_many
         self.connections: set[Connection] = set()
+        self._tabs: Counter[str] = Counter()  # username -> open sockets (presence)
         self.seq = 0
         self.last_broadcast = 0
         self._lock = asyncio.Lock()
@@ -155,17 +157,19 @@ class Hub:
             return
         async with self._lock:
             await self._catch_up(conn, after, epoch)
-            first_of_user = all(c.username != conn.username for c in self.connections)
             self.connections.add(conn)
+            self._tabs[conn.username] += 1
         conn.send(self._presence_frame())
-        if first_of_user:
+        if self._tabs[conn.username] == 1:
             self._broadcast_presence(exclude=conn)
 
     def detach(self, conn: Connection) -> None:
         if conn not in self.connections:
             return
         self.connections.discard(conn)
-        if all(c.username != conn.username for c in self.connections):
+        self._tabs[conn.username] -= 1
+        if self._tabs[conn.username] <= 0:
+            del self._tabs[conn.username]
             self._broadcast_presence()
 
     async def resume(self, conn: Connection, after: int) -> None:
@@ -194,7 +198,7 @@ class Hub:
         conn.last_seq = seq
 
     def online(self) -> list[str]:
-        return sorted({c.username for c in self.connections})
+        return sorted(self._tabs)
 
     def _presence_frame(self) -> str:
         return encode(frame("PRESENCE", {"online": self.online()}))

@@ -135,7 +135,7 @@ async def _discard(spool: _Spool) -> None:
             spool.remove()
 
 
-SYNC_EVERY = 32 * 1024 * 1024
+SYNC_EVERY = 8 * 1024 * 1024
 
 
 class _Spool:
