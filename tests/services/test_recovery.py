@@ -17,14 +17,16 @@ from camvault.store.models import events
 pytestmark = pytest.mark.anyio
 
 
-def commit_behind_the_databases_back(camvault: Camvault, name: str, content: bytes) -> None:
+def commit_behind_the_databases_back(
+    camvault: Camvault, name: str, content: bytes, *, keep_lock: bool = False
+) -> None:
     """What a crash between the git commit and the DB commit leaves behind."""
     vault = camvault.vault
     sha = vault.store.put_bytes(content)
     vault.repo.commit_change(
         filename=name, action="checkin", version=2, revision="1.1", sha256=sha,
         size=len(content), lfs=True, blob_id=None, author="admin", message="lost ack",
-        when=datetime.now(UTC), expected_head=vault.repo.head,
+        when=datetime.now(UTC), expected_head=vault.repo.head, keep_lock=keep_lock,
     )  # fmt: skip
 
 
@@ -80,3 +82,19 @@ async def test_a_ref_lock_left_by_a_killed_writer_does_not_block_writes(vault: V
         response = await upload(admin, "7654321.mcam", mcam(b"v1"))
         assert response.status_code == 201, response.text
         assert not lock.exists()
+
+
+@pytest.mark.parametrize("keep_lock", [False, True])
+async def test_a_recovered_checkin_releases_the_lock_unless_it_was_kept(
+    vault: Vault, keep_lock: bool
+) -> None:
+    async with await vault.login("admin") as admin:
+        await upload(admin, "1234567.mcam", mcam(b"v1"))
+        await admin.post("/api/files/1234567.mcam/checkout", json={})
+        commit_behind_the_databases_back(
+            vault.camvault, "1234567.mcam", mcam(b"v2"), keep_lock=keep_lock
+        )
+        await upload(admin, "7654321.mcam", mcam())  # the next write catches up
+        record = (await admin.get("/api/files/1234567.mcam")).json()
+    assert record["version"] == 2
+    assert (record["lock"] is not None) == keep_lock

@@ -31,6 +31,7 @@ MAIN_REF = "refs/heads/main"
 EMAIL_DOMAIN = "camvault.invalid"
 GITATTRIBUTES = ".gitattributes"
 
+LOCK_TRAILER = "Camvault-Lock"
 _TRAILERS = (
     "Camvault-File",
     "Camvault-Action",
@@ -60,6 +61,9 @@ class CommitInfo:
     author: str
     message: str
     when: datetime
+    # A check-in that kept its lock says so (trailer "Camvault-Lock: kept"), so that a
+    # check-in recovered from git after a crash releases the lock exactly as it would have.
+    lock_kept: bool = False
 
 
 def _check_line(what: str, value: str) -> str:
@@ -136,6 +140,7 @@ def _parse_trailers(commit: pygit2.Commit) -> CommitInfo | None:
         author=commit.author.name,
         message=body,
         when=datetime.fromtimestamp(commit.author.time, UTC),
+        lock_kept=fields.get(LOCK_TRAILER) == "kept",
     )
 
 
@@ -263,6 +268,7 @@ class VaultRepo:
         message: str,
         when: datetime,
         expected_head: str | None,
+        keep_lock: bool = False,
     ) -> str:
         """Commit one change on ``main`` and move ``main`` from ``expected_head`` to it.
 
@@ -298,6 +304,8 @@ class VaultRepo:
         full_message = self._message(
             filename, action, version, revision, sha256, size, message.strip()
         )
+        if keep_lock:
+            full_message += f"{LOCK_TRAILER}: kept\n"
         parents = [pygit2.Oid(hex=expected_head)] if expected_head else []
         try:
             commit_id = self._repo.create_commit(

@@ -44,7 +44,7 @@ from camvault.services.uploads import ReceivedUpload, receive_multipart
 from camvault.services.writer import Writer
 from camvault.settings import Settings
 from camvault.store.db import Database
-from camvault.store.models import files, locks, versions
+from camvault.store.models import files, locks, users, versions
 from camvault.store.queries import (
     file_row,
     iso,
@@ -436,6 +436,7 @@ class VaultService:
             message=message,
             when=now,
             expected_head=get_meta(conn, "git_head"),
+            keep_lock=action == "checkin" and not release_lock,
         )
         group, subgroup = group_of(name)
         values = {
@@ -742,6 +743,15 @@ class VaultService:
                 commit=info.commit,
             )
         )
+        if info.action == "checkin" and not info.lock_kept:
+            # The check-in finished in git: finish it here too, but only the author's lock.
+            holder = conn.execute(
+                select(users.c.username)
+                .select_from(locks.join(users, users.c.id == locks.c.user_id))
+                .where(locks.c.file_id == file_id)
+            ).scalar_one_or_none()
+            if holder == info.author:
+                conn.execute(delete(locks).where(locks.c.file_id == file_id))
         record = _record(conn, info.filename)
         append(
             conn,
