@@ -106,7 +106,6 @@ class Mirror:
     epoch: str | None = None
     reconnects: int = 0
     snapshots: int = 0
-    _stop: bool = False
 
     def apply(self, frame: dict[str, Any]) -> None:
         kind = frame["type"]
@@ -128,8 +127,8 @@ class Mirror:
         self.seq = frame["seq"]
 
     async def run(self) -> None:
-        """Stay connected, reconnecting with a short backoff, until ``stop()``."""
-        while not self._stop:
+        """Stay connected, reconnecting with a short backoff, until cancelled."""
+        while True:
             try:
                 async with websockets.connect(
                     ws_url(self.base_url, self.seq, self.epoch),
@@ -142,9 +141,5 @@ class Mirror:
                         self.apply(frame)
             except (OSError, websockets.ConnectionClosed, websockets.InvalidStatus):
                 pass
-            if not self._stop:
-                self.reconnects += 1
-                await asyncio.sleep(0.1)
-
-    def stop(self) -> None:
-        self._stop = True
+            self.reconnects += 1
+            await asyncio.sleep(0.1)

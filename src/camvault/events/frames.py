@@ -48,7 +48,10 @@ def frames_for(
     seq: int, type_: str, actor: str | None, filename: str | None, data: dict[str, Any]
 ) -> EventFrames:
     """Map one event-log row to its frames (without ``prev``, which the hub adds)."""
-    kind = EventType(type_) if type_ in EventType._value2member_map_ else None
+    try:
+        kind: EventType | None = EventType(type_)
+    except ValueError:  # a type this version does not know: no frame
+        kind = None
     broadcast: dict[str, Any] | None = None
     targeted: list[tuple[str, dict[str, Any]]] = []
     if kind in FILE_EVENTS:

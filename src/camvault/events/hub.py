@@ -14,7 +14,6 @@ import logging
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from anyio import to_thread
 from sqlalchemy import select
@@ -303,6 +302,3 @@ class Hub:
         for conn in list(self.connections):
             if conn.token == token:
                 conn.close(CLOSE_POLICY)
-
-    def stats(self) -> dict[str, Any]:
-        return {"connections": len(self.connections), "seq": self.seq}

@@ -27,7 +27,7 @@ from camvault.errors import (
     NotFound,
     NotLockHolder,
 )
-from camvault.events.log import EventType, append, get_meta, latest_seq, set_meta
+from camvault.events.log import EventType, append, get_meta, set_meta
 from camvault.history.lfs import ContentStore
 from camvault.history.repo import CommitInfo, VaultRepo
 from camvault.names import (
@@ -762,7 +762,3 @@ class VaultService:
             at=info.when,
             data={"file": record, "message": info.message, "action": info.action},
         )
-
-    def seq(self) -> int:
-        with self.db.read() as conn:
-            return latest_seq(conn)
