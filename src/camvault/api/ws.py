@@ -66,9 +66,12 @@ async def live(websocket: WebSocket) -> None:
 
 
 async def _write(websocket: WebSocket, conn: Connection) -> None:
+    send = websocket.send  # the ASGI message directly: this runs once per client per frame
     while True:
         text = await conn.queue.get()
-        await websocket.send_text(text)
+        await send({"type": "websocket.send", "text": text})
+        while not conn.queue.empty():  # a burst: no wake-up per frame
+            await send({"type": "websocket.send", "text": conn.queue.get_nowait()})
 
 
 async def _read(websocket: WebSocket, conn: Connection, hub: Hub) -> None:
