@@ -355,3 +355,24 @@ def test_camvault_watch_prints_events_as_they_arrive(server: Server) -> None:
     frames = [json.loads(line) for line in out.splitlines()]
     assert [f["type"] for f in frames] == ["FILE_LIST_UPDATED", "PRESENCE", "FILE_UPDATED"]
     assert token not in out + err
+
+
+async def test_a_dead_peer_is_dropped_by_the_heartbeat(launch: Launcher, tmp_path: Path) -> None:
+    server = launch.start(tmp_path / "data", admin_password=PASSWORD,
+                          env={"CAMVAULT_WS_PING_INTERVAL": "1"})  # fmt: skip
+    admin = server.login("admin", PASSWORD)
+    ghost_token = add_user(server, "ghost")
+    watcher = await LiveClient(server.base_url, admin).connect()
+    # A peer that went away without closing: it never reads, so it never answers a ping.
+    ghost = raw_websocket(server, ghost_token, rcvbuf=4096)
+    try:
+        await watcher.wait_for(
+            lambda f: f["type"] == "PRESENCE" and "ghost" in f["payload"]["online"]
+        )
+        await watcher.wait_for(
+            lambda f: f["type"] == "PRESENCE" and "ghost" not in f["payload"]["online"],
+            timeout=10,
+        )
+    finally:
+        ghost.close()
+        await watcher.close()
