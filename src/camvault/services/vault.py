@@ -9,7 +9,6 @@ missing commits from git (the history of record) on the next write or at startup
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +28,7 @@ from camvault.errors import (
 )
 from camvault.events.log import EventType, append, get_meta, set_meta
 from camvault.history.lfs import ContentStore
-from camvault.history.repo import CommitInfo, VaultRepo
+from camvault.history.repo import VaultRepo
 from camvault.names import (
     DEFAULT_SIGNATURES,
     NameRules,
@@ -39,21 +38,21 @@ from camvault.names import (
     validate_name,
 )
 from camvault.services.auth import User
+from camvault.services.recovery import catch_up
 from camvault.services.snapshot import SnapshotCache
 from camvault.services.uploads import ReceivedUpload, receive_multipart
 from camvault.services.writer import Writer
 from camvault.settings import Settings
 from camvault.store.db import Database
-from camvault.store.models import files, locks, users, versions
+from camvault.store.models import files, locks, versions
 from camvault.store.queries import (
     file_row,
     iso,
     record_from_row,
+    record_of,
     version_row,
     version_rows,
 )
-
-log = logging.getLogger("camvault.vault")
 
 MAX_MESSAGE = 4000
 MAX_DESCRIPTION = 1000
@@ -93,14 +92,6 @@ def _flag(fields: dict[str, str], key: str) -> bool:
     if value in {"", "0", "false", "off", "no"}:
         return False
     raise BadRequest(f"{key} must be true or false")
-
-
-def _record(conn: Connection, name: str) -> dict[str, Any]:
-    """The file's record as of the caller's transaction."""
-    row = file_row(conn, name_key(name))
-    if row is None:
-        raise NotFound(f"no file named {name!r}")
-    return record_from_row(row)
 
 
 def next_revision(current: str | None, *, major: bool) -> str:
@@ -476,7 +467,7 @@ class VaultService:
         if release_lock:
             conn.execute(delete(locks).where(locks.c.file_id == file_id))
         set_meta(conn, "git_head", commit)
-        return _record(conn, name)
+        return record_of(conn, name)
 
     @staticmethod
     def _is_deleted(conn: Connection, file_id: int) -> bool:
@@ -564,7 +555,7 @@ class VaultService:
                 raise NotFound(f"{row.filename} is not checked out")
             holder, since = row.lock_user, iso(row.lock_since)
             conn.execute(delete(locks).where(locks.c.file_id == row.id))
-            record = _record(conn, name)
+            record = record_of(conn, name)
             append(
                 conn,
                 EventType.FILE_LOCK_BROKEN,
@@ -673,92 +664,4 @@ class VaultService:
 
     def catch_up(self, conn: Connection) -> int:
         """Apply git commits the database has not seen yet (same transaction as the caller)."""
-        # We hold the write lock, so a ref lock file can only be a dead process's leftover.
-        if self.repo.clear_stale_ref_lock():
-            log.warning("removed a stale lock on main left by a crashed writer")
-        db_head = get_meta(conn, "git_head")
-        git_head = self.repo.head
-        if db_head == git_head:
-            return 0
-        applied = 0
-        for info in self.repo.commits_since(db_head):
-            self.apply_commit(conn, info)
-            applied += 1
-        if git_head is not None:
-            set_meta(conn, "git_head", git_head)
-        return applied
-
-    def apply_commit(self, conn: Connection, info: CommitInfo) -> None:
-        """Record one camvault commit in the file index, versions and event log."""
-        known = conn.execute(select(versions.c.id).where(versions.c.commit == info.commit)).first()
-        if known is not None:
-            return
-        key = name_key(info.filename)
-        row = file_row(conn, key, include_deleted=True)
-        if info.action == "delete":
-            if row is not None:
-                conn.execute(update(files).where(files.c.id == row.id).values(deleted=True))
-            append(
-                conn,
-                EventType.FILE_DELETED,
-                actor=info.author,
-                filename=info.filename,
-                version=info.version,
-                at=info.when,
-                data={"filename": info.filename, "message": info.message, "recovered": True},
-            )
-            return
-        group, subgroup = group_of(info.filename)
-        values = {
-            "filename": info.filename,
-            "name_key": key,
-            "group_name": group,
-            "subgroup": subgroup,
-            "version": info.version,
-            "revision": info.revision,
-            "size": info.size,
-            "sha256": info.sha256,
-            "modified_at": info.when,
-            "modified_by": info.author,
-            "deleted": False,
-        }
-        if row is None:
-            file_id = conn.execute(
-                insert(files).values(description="", **values).returning(files.c.id)
-            ).scalar_one()
-        else:
-            file_id = row.id
-            conn.execute(update(files).where(files.c.id == file_id).values(**values))
-        conn.execute(
-            insert(versions).values(
-                file_id=file_id,
-                version=info.version,
-                revision=info.revision,
-                action=info.action,
-                size=info.size,
-                sha256=info.sha256,
-                author=info.author,
-                message=info.message,
-                created_at=info.when,
-                commit=info.commit,
-            )
-        )
-        if info.action == "checkin" and not info.lock_kept:
-            # The check-in finished in git: finish it here too, but only the author's lock.
-            holder = conn.execute(
-                select(users.c.username)
-                .select_from(locks.join(users, users.c.id == locks.c.user_id))
-                .where(locks.c.file_id == file_id)
-            ).scalar_one_or_none()
-            if holder == info.author:
-                conn.execute(delete(locks).where(locks.c.file_id == file_id))
-        record = _record(conn, info.filename)
-        append(
-            conn,
-            EventType.FILE_RECOVERED,
-            actor=info.author,
-            filename=info.filename,
-            version=info.version,
-            at=info.when,
-            data={"file": record, "message": info.message, "action": info.action},
-        )
+        return catch_up(conn, self.repo)

@@ -7,6 +7,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
+from camvault.errors import NotFound
+from camvault.names import name_key
 from camvault.store.models import files, locks, users, versions
 
 
@@ -83,6 +85,14 @@ def grouped_records(conn: Connection) -> dict[str, list[dict[str, Any]]]:
     for row in rows:
         groups.setdefault(row.group_name, []).append(record_from_row(row))
     return dict(sorted(groups.items(), key=lambda item: (item[0] == "Misc", item[0])))
+
+
+def record_of(conn: Connection, name: str) -> dict[str, Any]:
+    """The live file's record as of the caller's transaction (NotFound if it has none)."""
+    row = file_row(conn, name_key(name))
+    if row is None:
+        raise NotFound(f"no file named {name!r}")
+    return record_from_row(row)
 
 
 def version_rows(conn: Connection, file_id: int) -> list[dict[str, Any]]:
