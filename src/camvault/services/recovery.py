@@ -39,6 +39,50 @@ def catch_up(conn: Connection, repo: VaultRepo) -> int:
     return applied
 
 
+def index_commit(
+    conn: Connection, info: CommitInfo, *, file_id: int | None, description: str | None = None
+) -> int:
+    """Write one commit's version into the file index and the versions table; returns the
+    file id. ``description=None`` keeps the file's (a new file gets an empty one). The one
+    place a commit becomes database rows, for live writes and recovered ones alike."""
+    group, subgroup = group_of(info.filename)
+    values: dict[str, object] = {
+        "filename": info.filename,
+        "name_key": name_key(info.filename),
+        "group_name": group,
+        "subgroup": subgroup,
+        "version": info.version,
+        "revision": info.revision,
+        "size": info.size,
+        "sha256": info.sha256,
+        "modified_at": info.when,
+        "modified_by": info.author,
+        "deleted": False,
+    }
+    if description is not None:
+        values["description"] = description
+    if file_id is None:
+        values.setdefault("description", "")
+        file_id = conn.execute(insert(files).values(**values).returning(files.c.id)).scalar_one()
+    else:
+        conn.execute(update(files).where(files.c.id == file_id).values(**values))
+    conn.execute(
+        insert(versions).values(
+            file_id=file_id,
+            version=info.version,
+            revision=info.revision,
+            action=info.action,
+            size=info.size,
+            sha256=info.sha256,
+            author=info.author,
+            message=info.message,
+            created_at=info.when,
+            commit=info.commit,
+        )
+    )
+    return int(file_id)
+
+
 def apply_commit(conn: Connection, info: CommitInfo) -> None:
     """Record one camvault commit in the file index, versions and event log."""
     known = conn.execute(select(versions.c.id).where(versions.c.commit == info.commit)).first()
@@ -59,41 +103,7 @@ def apply_commit(conn: Connection, info: CommitInfo) -> None:
             data={"filename": info.filename, "message": info.message, "recovered": True},
         )
         return
-    group, subgroup = group_of(info.filename)
-    values = {
-        "filename": info.filename,
-        "name_key": key,
-        "group_name": group,
-        "subgroup": subgroup,
-        "version": info.version,
-        "revision": info.revision,
-        "size": info.size,
-        "sha256": info.sha256,
-        "modified_at": info.when,
-        "modified_by": info.author,
-        "deleted": False,
-    }
-    if row is None:
-        file_id = conn.execute(
-            insert(files).values(description="", **values).returning(files.c.id)
-        ).scalar_one()
-    else:
-        file_id = row.id
-        conn.execute(update(files).where(files.c.id == file_id).values(**values))
-    conn.execute(
-        insert(versions).values(
-            file_id=file_id,
-            version=info.version,
-            revision=info.revision,
-            action=info.action,
-            size=info.size,
-            sha256=info.sha256,
-            author=info.author,
-            message=info.message,
-            created_at=info.when,
-            commit=info.commit,
-        )
-    )
+    file_id = index_commit(conn, info, file_id=None if row is None else row.id)
     if info.action == "checkin" and not info.lock_kept:
         # The check-in finished in git: finish it here too, but only the author's lock.
         holder = conn.execute(

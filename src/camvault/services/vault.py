@@ -28,23 +28,22 @@ from camvault.errors import (
 )
 from camvault.events.log import EventType, append, get_meta, set_meta
 from camvault.history.lfs import ContentStore
-from camvault.history.repo import VaultRepo
+from camvault.history.repo import CommitInfo, VaultRepo
 from camvault.names import (
     DEFAULT_SIGNATURES,
     NameRules,
     check_signature,
-    group_of,
     name_key,
     validate_name,
 )
 from camvault.services.auth import User
-from camvault.services.recovery import catch_up
+from camvault.services.recovery import catch_up, index_commit
 from camvault.services.snapshot import SnapshotCache
 from camvault.services.uploads import ReceivedUpload, receive_multipart
 from camvault.services.writer import Writer
 from camvault.settings import Settings
 from camvault.store.db import Database
-from camvault.store.models import files, locks, versions
+from camvault.store.models import files, locks
 from camvault.store.queries import (
     file_row,
     iso,
@@ -429,41 +428,12 @@ class VaultService:
             expected_head=get_meta(conn, "git_head"),
             keep_lock=action == "checkin" and not release_lock,
         )
-        group, subgroup = group_of(name)
-        values = {
-            "filename": name,
-            "name_key": name_key(name),
-            "group_name": group,
-            "subgroup": subgroup,
-            "description": description,
-            "version": version,
-            "revision": revision,
-            "size": size,
-            "sha256": sha256,
-            "modified_at": now,
-            "modified_by": user.username,
-            "deleted": False,
-        }
-        if file_id is None:
-            file_id = conn.execute(
-                insert(files).values(**values).returning(files.c.id)
-            ).scalar_one()
-        else:
-            conn.execute(update(files).where(files.c.id == file_id).values(**values))
-        conn.execute(
-            insert(versions).values(
-                file_id=file_id,
-                version=version,
-                revision=revision,
-                action=action,
-                size=size,
-                sha256=sha256,
-                author=user.username,
-                message=message,
-                created_at=now,
-                commit=commit,
-            )
-        )
+        info = CommitInfo(
+            commit=commit, parent=None, filename=name, action=action, version=version,
+            revision=revision, sha256=sha256, size=size, author=user.username,
+            message=message, when=now,
+        )  # fmt: skip
+        file_id = index_commit(conn, info, file_id=file_id, description=description)
         if release_lock:
             conn.execute(delete(locks).where(locks.c.file_id == file_id))
         set_meta(conn, "git_head", commit)
