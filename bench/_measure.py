@@ -334,15 +334,20 @@ def step(message: str) -> None:
     print(f"[{time.perf_counter() - _STARTED:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
+def option(flag: str) -> str | None:
+    """The value after ``flag`` on the command line, or None."""
+    args = sys.argv[1:]
+    if flag in args and args.index(flag) + 1 < len(args):
+        return args[args.index(flag) + 1]
+    return None
+
+
 def sqlite_sync_mode() -> str:
     """``--sqlite-synchronous MODE`` on the command line (default FULL, the server's default).
 
     NORMAL drops the fsync from each WAL commit: comparing the two isolates fsync costs.
     """
-    args = sys.argv[1:]
-    if "--sqlite-synchronous" in args:
-        return args[args.index("--sqlite-synchronous") + 1].upper()
-    return "FULL"
+    return (option("--sqlite-synchronous") or "FULL").upper()
 
 
 def sqlite_sync_env() -> dict[str, str]:

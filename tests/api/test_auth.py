@@ -96,9 +96,40 @@ async def test_logout_ends_that_token_only(vault: Vault) -> None:
     first = await vault.login("admin")
     second = await vault.login("admin")
     async with first, second:
+        # Used first, so the token is in the session cache when the session ends.
+        assert (await first.get("/api/files")).status_code == 200
         assert (await first.post("/api/auth/logout")).status_code == 204
         assert (await first.get("/api/files")).status_code == 401
         assert (await second.get("/api/files")).status_code == 200
+
+
+async def test_a_password_change_ends_sessions_at_once(vault: Vault) -> None:
+    from anyio import to_thread
+
+    async with await vault.add_user("ann") as ann:
+        assert (await ann.get("/api/files")).status_code == 200  # cached now
+        await to_thread.run_sync(vault.camvault.auth.set_password, "ann", "a-new-password")
+        assert (await ann.get("/api/files")).status_code == 401
+
+
+async def test_a_session_ended_by_another_process_stops_within_the_cache_time(
+    vault: Vault,
+) -> None:
+    """Another process (the CLI, another instance) deletes the session row: this process
+    only learns it from the database, at the latest when the cached entry goes stale."""
+    import asyncio
+
+    from sqlalchemy import delete
+
+    from camvault.store.models import sessions
+
+    vault.camvault.auth.session_cache.ttl = 0.2
+    async with await vault.login("admin") as admin:
+        assert (await admin.get("/api/files")).status_code == 200
+        with vault.camvault.db.write() as conn:
+            conn.execute(delete(sessions))
+        await asyncio.sleep(0.3)
+        assert (await admin.get("/api/files")).status_code == 401
 
 
 async def test_a_cross_site_login_is_refused(vault: Vault) -> None:

@@ -84,7 +84,8 @@ async def authenticate(conn: HTTPConnection) -> Principal | None:
     if found is None:
         return None
     token, via_cookie = found
-    user = await to_thread.run_sync(get_camvault(conn).auth.authenticate, token)
+    auth = get_camvault(conn).auth
+    user = auth.cached(token) or await to_thread.run_sync(auth.authenticate, token)
     if user is None:
         return None
     return Principal(user, token, via_cookie)

@@ -27,6 +27,11 @@ from camvault.store.queries import aware
 USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MIN_PASSWORD_LENGTH = 8
 MAX_PARALLEL_VERIFIES = 4
+# How long a verified token is trusted without asking the database again. Whatever ends
+# sessions in this process clears the cache at once; a change made by another process (the
+# CLI, another instance) takes effect within this many seconds.
+SESSION_CACHE_SECONDS = 2.0
+SESSION_CACHE_MAX = 10_000
 
 
 class Role(StrEnum):
@@ -129,6 +134,45 @@ class LoginLimiter:
             self._live(key, now)
 
 
+class SessionCache:
+    """Tokens verified in the last few seconds: a busy client costs one database read per
+    ``ttl``, not one per request. Only successful lookups are kept, so a guessed token
+    always reaches the database."""
+
+    def __init__(self, ttl: float = SESSION_CACHE_SECONDS, max_entries: int = SESSION_CACHE_MAX):
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[User, datetime, float]] = {}
+        # Bumped by every invalidation: a lookup that read the database before it must not
+        # put back what the invalidation just removed.
+        self.generation = 0
+
+    def get(self, key: str) -> User | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        user, expires_at, fresh_until = entry
+        if time.monotonic() >= fresh_until or expires_at <= datetime.now(UTC):
+            self._entries.pop(key, None)
+            return None
+        return user
+
+    def put(self, key: str, user: User, expires_at: datetime, generation: int) -> None:
+        if generation != self.generation:
+            return
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()  # rare (that many live sessions): start over, stay bounded
+        self._entries[key] = (user, expires_at, time.monotonic() + self.ttl)
+
+    def discard(self, key: str) -> None:
+        self.generation += 1
+        self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        self.generation += 1
+        self._entries.clear()
+
+
 class AuthService:
     """Accounts and sessions. Blocking work (argon2, the database) runs in threads."""
 
@@ -140,6 +184,7 @@ class AuthService:
         # Verified against when the username is unknown, so both failures cost the same.
         self._dummy_hash = self.hasher.hash(secrets.token_urlsafe(16))
         self._verifying = anyio.Semaphore(MAX_PARALLEL_VERIFIES)
+        self.session_cache = SessionCache()
 
     # --- accounts -------------------------------------------------------------------------
 
@@ -184,6 +229,7 @@ class AuthService:
             )
             conn.execute(delete(sessions).where(sessions.c.user_id == row.id))
             append(conn, EventType.USER_PASSWORD_CHANGED, actor=None, data={"username": username})
+        self.session_cache.clear()
 
     def list_users(self) -> list[dict[str, Any]]:
         with self.db.read() as conn:
@@ -259,18 +305,26 @@ class AuthService:
                 data={"username": user.username},
             )
 
+    def cached(self, token: str) -> User | None:
+        """The user of a token verified in the last few seconds, or None: ask the database."""
+        return self.session_cache.get(token_hash(token))
+
     def authenticate(self, token: str) -> User | None:
         """The user a live, unexpired session token belongs to (blocking)."""
+        key = token_hash(token)
+        generation = self.session_cache.generation
         query = (
             select(users.c.id, users.c.username, users.c.role, sessions.c.expires_at)
             .select_from(sessions.join(users, users.c.id == sessions.c.user_id))
-            .where(sessions.c.token_hash == token_hash(token), users.c.disabled.is_(False))
+            .where(sessions.c.token_hash == key, users.c.disabled.is_(False))
         )
         with self.db.read() as conn:
             row = conn.execute(query).first()
         if row is None or aware(row.expires_at) <= datetime.now(UTC):
             return None
-        return User(row.id, row.username, Role(row.role))
+        user = User(row.id, row.username, Role(row.role))
+        self.session_cache.put(key, user, aware(row.expires_at), generation)
+        return user
 
     def authenticate_many(self, tokens: list[str]) -> set[str]:
         """Which of these tokens are still live sessions of enabled users (blocking)."""
@@ -293,11 +347,13 @@ class AuthService:
 
     def logout(self, token: str, user: User) -> None:
         """End one session or token (blocking)."""
+        key = token_hash(token)
         with self.db.write() as conn:
-            conn.execute(delete(sessions).where(sessions.c.token_hash == token_hash(token)))
+            conn.execute(delete(sessions).where(sessions.c.token_hash == key))
             append(
                 conn,
                 EventType.USER_LOGGED_OUT,
                 actor=user.username,
                 data={"username": user.username},
             )
+        self.session_cache.discard(key)
