@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -81,9 +82,56 @@ def test_git_clone_of_the_vault_gives_every_file_byte_for_byte(
             expected.insert(0, "admin")  # the delete commit
         assert authors == expected, f"history of {name}"
 
+    # `git log --follow` of a file: one commit per version, newest first, with its author,
+    # the user's message and trailers naming the file and version; each version's content
+    # comes back through git-lfs from that commit.
+    for name, versions in plan.items():
+        if "gone" in name:
+            continue
+        log = git(
+            "-C",
+            str(clone),
+            "log",
+            "--follow",
+            "--format=%H%x1f%an%x1f%B%x1e",
+            "--",
+            name,
+            env=env,
+        )
+        commits = [entry.strip("\n").split("\x1f") for entry in log.split("\x1e") if entry.strip()]
+        assert len(commits) == len(versions), f"{name}: one commit per version"
+        for number, ((commit, author, body), (user, content)) in enumerate(
+            zip(commits, reversed(versions), strict=True)
+        ):
+            version = len(versions) - number
+            assert author == user
+            message = f"add {name}" if version == 1 else f"{user} edits {name}"
+            assert body.startswith(message), body
+            trailers = git_bytes(
+                clone, "interpret-trailers", "--parse", env=env, stdin=body.encode()
+            )
+            trailers = trailers.decode()
+            assert f"Camvault-File: {name}" in trailers
+            assert f"Camvault-Version: {version}" in trailers
+            shown = git_bytes(clone, "show", f"{commit}:{name}", env=env)
+            if name.endswith(".nc"):
+                assert shown == content
+            else:  # the tree holds the pointer; the smudge filter gives the bytes back
+                smudged = git_bytes(clone, "lfs", "smudge", name, env=env, stdin=shown)
+                assert smudged == content, f"{name} version {version}"
+
     program = git("-C", str(clone), "show", "HEAD:7654321_B2.nc", env=env)
     assert program.encode() == current["7654321_B2.nc"], ".nc files must be plain git blobs"
     for name in ("1234567_A1.mcam", "fixture.vnc"):
         pointer = git("-C", str(clone), "cat-file", "-p", f"HEAD:{name}", env=env)
         assert pointer.startswith(LFS_SPEC), f"{name} must be an LFS pointer in the tree"
         assert f"size {len(current[name])}" in pointer.splitlines()
+
+
+def git_bytes(repo: Path, *args: str, env: dict[str, str], stdin: bytes = b"") -> bytes:
+    """Run git in ``repo`` with bytes in and out (content that is not text)."""
+    done = subprocess.run(
+        ["git", "-C", str(repo), *args], input=stdin, capture_output=True, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    return done.stdout
