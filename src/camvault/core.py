@@ -87,6 +87,7 @@ class Camvault:
             poll_interval=self.settings.ws_poll_interval,
             authenticate_many=self.auth.authenticate_many,
             revalidate_interval=self.settings.ws_revalidate_seconds,
+            on_sessions_changed=self.auth.session_cache.clear,
         )
         await self._hub.start()
 

@@ -24,6 +24,13 @@ class BadRequest(CamvaultError):
     status = 400
 
 
+class WrongPassword(BadRequest):
+    """The current password given to change it was not right (not a 401: the session is
+    fine, only the form is wrong)."""
+
+    code = "wrong_password"
+
+
 class InvalidName(BadRequest):
     code = "invalid_name"
 
@@ -66,6 +73,12 @@ class Exists(Conflict):
 
 class LockedByOther(Conflict):
     code = "locked"
+
+
+class LastAdmin(Conflict):
+    """The change would leave the vault without an active admin."""
+
+    code = "last_admin"
 
 
 class NotLockHolder(Conflict):

@@ -8,7 +8,7 @@ from anyio import to_thread
 from fastapi import APIRouter, Request, Response
 
 from camvault.api.errors import responses
-from camvault.api.schemas import Credentials, Health, LoginOut, UserOut
+from camvault.api.schemas import Credentials, Health, LoginOut, PasswordChangeIn, UserOut
 from camvault.api.security import (
     COOKIE_NAME,
     CurrentPrincipal,
@@ -73,3 +73,20 @@ async def logout(request: Request, principal: CurrentPrincipal) -> Response:
 )
 async def me(user: CurrentUser) -> dict[str, str]:
     return User.public(user)
+
+
+@router.post(
+    "/auth/password",
+    status_code=204,
+    response_class=Response,
+    responses=responses(400, 401, 403, 413, 429),
+    summary="Change your own password (your other sessions end; this one stays)",
+)
+async def change_password(
+    request: Request, body: PasswordChangeIn, principal: CurrentPrincipal
+) -> Response:
+    client = request.client.host if request.client else "unknown"
+    await get_camvault(request).auth.change_own_password(
+        principal.user, principal.token, body.current, body.new, client
+    )
+    return Response(status_code=204)

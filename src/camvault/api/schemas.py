@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 
@@ -13,6 +16,34 @@ class Credentials(BaseModel):
 class UserOut(BaseModel):
     username: str
     role: str
+
+
+class AccountOut(BaseModel):
+    username: str
+    role: str
+    disabled: bool
+    created_at: datetime
+
+
+class AccountIn(BaseModel):
+    username: str = Field(max_length=64)
+    role: Literal["admin", "user"] = "user"
+    password: str = Field(max_length=1024)
+
+
+class AccountPatch(BaseModel):
+    role: Literal["admin", "user"] | None = None
+    disabled: bool | None = Field(
+        default=None, description="Disabling ends every session and closes the user's sockets."
+    )
+    password: str | None = Field(
+        default=None, max_length=1024, description="A new password; ends the user's sessions."
+    )
+
+
+class PasswordChangeIn(BaseModel):
+    current: str = Field(max_length=1024)
+    new: str = Field(max_length=1024)
 
 
 class LoginOut(BaseModel):

@@ -34,6 +34,10 @@ BROADCAST_EVENTS = FILE_EVENTS | {
     EventType.CONFIG_CHANGED,
 }
 
+SESSION_EVENTS = frozenset(
+    {EventType.USER_LOGGED_OUT, EventType.USER_PASSWORD_CHANGED, EventType.USER_UPDATED}
+)
+
 
 @dataclass(frozen=True)
 class EventFrames:
@@ -42,6 +46,9 @@ class EventFrames:
     seq: int
     broadcast: dict[str, Any] | None
     targeted: tuple[tuple[str, dict[str, Any]], ...]
+    # A user whose sessions may have ended (logout, password, disabled, role): the hub
+    # re-checks that user's sockets, on every instance, whoever made the change.
+    sessions_of: str | None = None
 
 
 def frames_for(
@@ -70,7 +77,8 @@ def frames_for(
     elif kind is EventType.NOTIFICATION:
         payload = {k: v for k, v in data.items() if k != "to"}
         targeted.append((data["to"], frame("NOTIFICATION", payload, seq)))
-    return EventFrames(seq, broadcast, tuple(targeted))
+    sessions_of = data.get("username") if kind in SESSION_EVENTS else None
+    return EventFrames(seq, broadcast, tuple(targeted), sessions_of)
 
 
 def frame(type_: str, payload: dict[str, Any], seq: int | None = None) -> dict[str, Any]:

@@ -84,6 +84,7 @@ class Hub:
         poll_interval: float,
         authenticate_many: Callable[[list[str]], set[str]],
         revalidate_interval: float = 30.0,
+        on_sessions_changed: Callable[[], None] | None = None,
     ) -> None:
         self.db = db
         self.snapshots = snapshots
@@ -93,6 +94,8 @@ class Hub:
         self.poll_interval = poll_interval
         self.revalidate_interval = revalidate_interval
         self.authenticate_many = authenticate_many
+        self.on_sessions_changed = on_sessions_changed
+        self._rechecks: set[asyncio.Task[None]] = set()
         self.connections: set[Connection] = set()
         self._tabs: Counter[str] = Counter()  # username -> open sockets (presence)
         self.seq = 0
@@ -129,6 +132,7 @@ class Hub:
         self._wake.set()
         self._stop_requested.set()
         await asyncio.gather(*self._tasks)
+        await asyncio.gather(*self._rechecks, return_exceptions=True)
         self._tasks = []
 
     def wake_threadsafe(self) -> None:
@@ -275,6 +279,18 @@ class Hub:
                     conn.send(text)
             conn.last_seq = frames.seq
         self.seq = frames.seq
+        if frames.sessions_of is not None:
+            self._sessions_changed(frames.sessions_of)
+
+    def _sessions_changed(self, username: str) -> None:
+        """Someone's sessions changed (here or in another process): forget cached sessions
+        and close that user's sockets whose session is gone."""
+        if self.on_sessions_changed is not None:
+            self.on_sessions_changed()
+        if any(c.username == username for c in self.connections):
+            task = asyncio.create_task(self.revalidate(username), name="hub-recheck")
+            self._rechecks.add(task)
+            task.add_done_callback(self._rechecks.discard)
 
     async def _revalidate(self) -> None:
         """Close connections whose session ended (logout, expiry, disabled user)."""
@@ -284,17 +300,18 @@ class Hub:
             if not self._stop_requested.is_set():
                 await self.revalidate()
 
-    async def revalidate(self) -> None:
-        tokens = list({c.token for c in self.connections})
+    async def revalidate(self, username: str | None = None) -> None:
+        """Close the sockets (of everyone, or of one user) whose session is no longer live."""
+        tokens = {c.token for c in self.connections if username is None or c.username == username}
         if not tokens:
             return
         try:
-            alive = await to_thread.run_sync(self.authenticate_many, tokens)
+            alive = await to_thread.run_sync(self.authenticate_many, list(tokens))
         except (SQLAlchemyError, OSError):
             log.exception("could not re-check the sessions of open WebSockets; will retry")
             return
         for conn in list(self.connections):
-            if conn.token not in alive:
+            if conn.token in tokens and conn.token not in alive:
                 conn.close(CLOSE_POLICY)
 
     def drop_token(self, token: str) -> None:

@@ -29,6 +29,7 @@ class EventType(StrEnum):
     USER_LOGGED_IN = "user.logged_in"
     USER_LOGGED_OUT = "user.logged_out"
     USER_CREATED = "user.created"
+    USER_UPDATED = "user.updated"
     CONFIG_CHANGED = "config.changed"
     NOTIFICATION = "notification"
     USER_PASSWORD_CHANGED = "user.password_changed"  # noqa: S105 - an event name

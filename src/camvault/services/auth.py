@@ -16,9 +16,17 @@ import anyio
 from anyio import to_thread
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
-from camvault.errors import BadRequest, Exists, NotFound, RateLimited, Unauthorized
+from camvault.errors import (
+    BadRequest,
+    Exists,
+    LastAdmin,
+    NotFound,
+    RateLimited,
+    Unauthorized,
+    WrongPassword,
+)
 from camvault.events.log import EventType, append
 from camvault.store.db import Database
 from camvault.store.models import sessions, users
@@ -65,11 +73,28 @@ def validate_username(username: str) -> str:
     return username
 
 
-def validate_password(password: str) -> str:
+# Passwords so common that the first guesses of any attacker include them.
+COMMON_PASSWORDS = frozenset(
+    {
+        "password", "password1", "password123", "12345678", "123456789", "1234567890",
+        "qwertyuiop", "qwerty123", "11111111", "00000000", "iloveyou", "letmein1",
+        "welcome1", "changeme", "mastercam", "camvault", "admin123", "administrator",
+    }
+)  # fmt: skip
+
+
+def validate_password(password: str, username: str | None = None) -> str:
+    """The shop's password policy; the message names the rule that was broken."""
     if len(password) < MIN_PASSWORD_LENGTH:
         raise BadRequest(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
     if len(password) > 1024:
         raise BadRequest("a password may have at most 1024 characters")
+    if not password.strip():
+        raise BadRequest("a password cannot be only spaces")
+    if password.lower() in COMMON_PASSWORDS or len(set(password)) < 3:
+        raise BadRequest("that password is too easy to guess: choose a less common one")
+    if username and len(password.lower().replace(username.lower(), "")) < 5:
+        raise BadRequest("a password must be more than the username with a few characters added")
     return password
 
 
@@ -134,6 +159,16 @@ class LoginLimiter:
             self._live(key, now)
 
 
+def _account(row: Any) -> dict[str, Any]:
+    """An account as admins see it (never the password hash)."""
+    return {
+        "username": row.username,
+        "role": row.role,
+        "disabled": row.disabled,
+        "created_at": aware(row.created_at),
+    }
+
+
 class SessionCache:
     """Tokens verified in the last few seconds: a busy client costs one database read per
     ``ttl``, not one per request. Only successful lookups are kept, so a guessed token
@@ -191,7 +226,7 @@ class AuthService:
     def create_user(self, username: str, role: Role, password: str) -> User:
         """Create an account (blocking)."""
         validate_username(username)
-        validate_password(password)
+        validate_password(password, username)
         password_hash = self.hasher.hash(password)
         with self.db.write() as conn:
             taken = conn.execute(select(users.c.id).where(users.c.username == username)).first()
@@ -218,7 +253,7 @@ class AuthService:
 
     def set_password(self, username: str, password: str) -> None:
         """Replace a password and end the user's sessions (blocking)."""
-        validate_password(password)
+        validate_password(password, username)
         password_hash = self.hasher.hash(password)
         with self.db.write() as conn:
             row = conn.execute(select(users.c.id).where(users.c.username == username)).first()
@@ -234,15 +269,103 @@ class AuthService:
     def list_users(self) -> list[dict[str, Any]]:
         with self.db.read() as conn:
             rows = conn.execute(select(users).order_by(users.c.username)).all()
-        return [
-            {
-                "username": r.username,
-                "role": r.role,
-                "disabled": r.disabled,
-                "created_at": aware(r.created_at),
-            }
-            for r in rows
-        ]
+        return [_account(r) for r in rows]
+
+    def get_user(self, username: str) -> dict[str, Any]:
+        with self.db.read() as conn:
+            row = conn.execute(select(users).where(users.c.username == username)).first()
+        if row is None:
+            raise NotFound(f"no user {username!r}")
+        return _account(row)
+
+    def update_user(
+        self,
+        admin: User,
+        username: str,
+        *,
+        role: Role | None = None,
+        disabled: bool | None = None,
+        password: str | None = None,
+    ) -> dict[str, Any]:
+        """An admin changes an account (blocking). Disabling it or setting its password ends
+        every session it has; the vault always keeps at least one active admin."""
+        password_hash = None
+        if password is not None:
+            validate_password(password, username)
+            password_hash = self.hasher.hash(password)
+        with self.db.write() as conn:
+            row = conn.execute(select(users).where(users.c.username == username)).first()
+            if row is None:
+                raise NotFound(f"no user {username!r}")
+            changes: dict[str, Any] = {}
+            if role is not None and role != row.role:
+                changes["role"] = str(role)
+            if disabled is not None and disabled != row.disabled:
+                changes["disabled"] = disabled
+            stays_admin = changes.get("role", row.role) == Role.ADMIN and not changes.get(
+                "disabled", row.disabled
+            )
+            if row.role == Role.ADMIN and not row.disabled and not stays_admin:
+                others = conn.execute(
+                    select(func.count())
+                    .select_from(users)
+                    .where(
+                        users.c.role == str(Role.ADMIN),
+                        users.c.disabled.is_(False),
+                        users.c.id != row.id,
+                    )
+                ).scalar_one()
+                if not others:
+                    raise LastAdmin(
+                        f"{username} is the last active admin: make another user an admin first"
+                    )
+            values = dict(changes)
+            if password_hash is not None:
+                values["password_hash"] = password_hash
+            if not values:
+                return _account(row)
+            conn.execute(update(users).where(users.c.id == row.id).values(**values))
+            if password_hash is not None or changes.get("disabled"):
+                conn.execute(delete(sessions).where(sessions.c.user_id == row.id))
+            event = {"username": username, **changes}
+            if password_hash is not None:
+                event["password_reset"] = True
+            append(conn, EventType.USER_UPDATED, actor=admin.username, data=event)
+            updated = conn.execute(select(users).where(users.c.id == row.id)).one()
+        self.session_cache.clear()
+        return _account(updated)
+
+    async def change_own_password(
+        self, user: User, token: str, current: str, new: str, client: str
+    ) -> None:
+        """A user replaces their own password; their other sessions end, this one stays."""
+        validate_password(new, user.username)
+        self.limiter.attempt(user.username, client)
+        async with self._verifying:
+            verified = await to_thread.run_sync(self._verify, user.username, current)
+        if verified is None or verified.id != user.id:
+            raise WrongPassword("the current password is not right")
+        self.limiter.succeeded(user.username, client)
+        await to_thread.run_sync(self._replace_own_password, user, token, new)
+
+    def _replace_own_password(self, user: User, token: str, new: str) -> None:
+        password_hash = self.hasher.hash(new)
+        with self.db.write() as conn:
+            conn.execute(
+                update(users).where(users.c.id == user.id).values(password_hash=password_hash)
+            )
+            conn.execute(
+                delete(sessions).where(
+                    sessions.c.user_id == user.id, sessions.c.token_hash != token_hash(token)
+                )
+            )
+            append(
+                conn,
+                EventType.USER_PASSWORD_CHANGED,
+                actor=user.username,
+                data={"username": user.username},
+            )
+        self.session_cache.clear()
 
     def user_count(self) -> int:
         with self.db.read() as conn:
