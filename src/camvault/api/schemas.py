@@ -129,3 +129,19 @@ def multipart_body(*, with_description: bool, checkin: bool) -> dict[str, object
             },
         }
     }
+
+
+class AuditEntry(BaseModel):
+    seq: int
+    at: str
+    actor: str | None
+    type: str
+    filename: str | None
+    version: int | None
+    message: str = Field(description="The user's message, or the reason (break lock)")
+    details: dict[str, object]
+
+
+class AuditPage(BaseModel):
+    events: list[AuditEntry]
+    next_before: int | None = Field(description="Pass as 'before' for the next (older) page")

@@ -1,0 +1,79 @@
+"""/api/audit: the event log for admins, filtered, paged, or as a CSV download."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from anyio import to_thread
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+
+from camvault.api.errors import responses
+from camvault.api.schemas import AuditPage
+from camvault.api.security import AdminUser, get_camvault
+from camvault.errors import BadRequest
+from camvault.services import audit
+
+router = APIRouter(prefix="/api/audit", tags=["admin"])
+
+
+@router.get(
+    "",
+    response_model=AuditPage,
+    responses={
+        **responses(400, 401, 403),
+        200: {
+            "description": "A page of events (JSON), or the whole filtered log (CSV)",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        },
+    },
+    summary="Admin: the audit log, newest first, filtered; format=csv downloads it all",
+)
+async def audit_log(
+    request: Request,
+    _admin: AdminUser,
+    user: Annotated[str | None, Query(max_length=64, description="Who did it")] = None,
+    file: Annotated[str | None, Query(max_length=255, description="Which file")] = None,
+    kinds: Annotated[
+        str | None,
+        Query(
+            alias="type",
+            max_length=500,
+            description="Event types, comma separated; 'file' means every file.* type",
+        ),
+    ] = None,
+    since: Annotated[datetime | None, Query(description="From this time (inclusive)")] = None,
+    until: Annotated[datetime | None, Query(description="Up to this time (exclusive)")] = None,
+    limit: Annotated[int, Query(ge=1, le=audit.MAX_PAGE)] = 100,
+    before: Annotated[int | None, Query(ge=1, description="Paging: next_before")] = None,
+    as_format: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
+) -> Any:
+    where = audit.AuditFilter(
+        user=user or None,
+        file=file or None,
+        types=tuple(t.strip() for t in (kinds or "").split(",") if t.strip()),
+        since=_utc(since),
+        until=_utc(until),
+    )
+    if where.since and where.until and where.since >= where.until:
+        raise BadRequest("'since' must be before 'until'")
+    db = get_camvault(request).db
+    if as_format == "csv":
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        return StreamingResponse(
+            audit.csv_lines(db, where),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="camvault-audit-{stamp}.csv"'},
+        )
+    entries, next_before = await to_thread.run_sync(
+        lambda: audit.page(db, where, limit=limit, before=before)
+    )
+    return {"events": entries, "next_before": next_before}
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """A time without a zone is taken as UTC, like every time camvault stores."""
+    if value is None:
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
