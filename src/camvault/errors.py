@@ -75,6 +75,12 @@ class LockedByOther(Conflict):
     code = "locked"
 
 
+class NotLocked(Conflict):
+    """The operation needs the file to be checked out by someone else."""
+
+    code = "not_locked"
+
+
 class LastAdmin(Conflict):
     """The change would leave the vault without an active admin."""
 

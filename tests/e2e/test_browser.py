@@ -234,6 +234,45 @@ def test_admin_breaks_a_lock_and_the_holder_is_told_who_and_why(
     screenshots.take(admin, "admin-after-breaking")
 
 
+def test_a_user_asks_the_holder_to_release_and_the_holder_is_told(
+    server: Server, pages: Pages, screenshots: Screenshots
+) -> None:
+    name = "7654321_OP20.mcam"
+    add_user(server, "alice", PASSWORD)
+    add_user(server, "bob", PASSWORD)
+    seed(server, {name: "Vise jaw, op 20"})
+    taken = api_post(server, server.login("alice", PASSWORD), f"/api/files/{name}/checkout", {})
+    assert taken.status_code == 200, taken.text
+    alice, bob = pages.new("alice"), pages.new("bob")
+    login(alice, server, "alice", PASSWORD)
+    login(bob, server, "bob", PASSWORD)
+    expand_all(alice)
+    expand_all(bob)
+    expect(row(alice, name).locator("[data-action=ask]")).to_have_count(0)  # her own lock
+    expect(row(bob, name).locator("[data-action=break]")).to_have_count(0)  # not an admin
+
+    row(bob, name).locator("[data-action=ask]").click()
+    expect(dialog(bob)).to_contain_text(f"Ask alice to release {name}")
+    bob.locator("#dialog-text").fill("Machine 4 is waiting for op 20")
+    screenshots.take(bob, "ask-to-release-dialog")
+    dialog_button(bob, "Send").click()
+    expect(dialog(bob)).to_be_hidden()
+    expect(toasts(bob, "success").last).to_contain_text(f"alice was asked to release {name}")
+
+    told = toasts(alice, "info")
+    expect(told).to_have_count(1)
+    expect(told).to_contain_text("Someone needs your file")
+    expect(told).to_contain_text(f"bob asks you to release {name}")
+    expect(told).to_contain_text("Machine 4 is waiting for op 20")
+    screenshots.take(alice, "alice-asked-to-release")
+
+    # Asking again at once is refused with a clear message, and nothing reaches Alice.
+    row(bob, name).locator("[data-action=ask]").click()
+    dialog_button(bob, "Send").click()
+    expect(dialog(bob)).to_contain_text("less than 60 s ago")
+    expect(told).to_have_count(1)
+
+
 # --- 4. XSS ---------------------------------------------------------------------------------
 
 

@@ -113,7 +113,7 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         409: "Conflict (exists, locked, not_lock_holder)",
         413: "Body larger than the limit (too_large): uploads by setting, JSON bodies 1 MiB",
         416: "Range not satisfiable",
-        429: "Too many failed logins (rate_limited); see Retry-After",
+        429: "Too many attempts (rate_limited); see Retry-After",
         500: "Storage failure (storage_error) or internal error",
     }
     return {s: {"model": ErrorBody, "description": descriptions[s]} for s in statuses}

@@ -14,6 +14,8 @@ from camvault.api.schemas import (
     FileList,
     FileRecord,
     RevertIn,
+    UnlockRequestIn,
+    UnlockRequestOut,
     VersionOut,
     multipart_body,
 )
@@ -176,6 +178,18 @@ async def cancel_checkout(request: Request, name: str, user: CurrentUser) -> dic
 )
 async def revert(request: Request, name: str, body: RevertIn, user: CurrentUser) -> dict[str, Any]:
     return await _vault(request).revert(user, name, body.version, body.message)
+
+
+@router.post(
+    "/{name}/request-unlock",
+    response_model=UnlockRequestOut,
+    responses=responses(400, 401, 403, 404, 409, 413, 429),
+    summary="Ask the holder to release the file (a live notification to them)",
+)
+async def request_unlock(
+    request: Request, name: str, user: CurrentUser, body: UnlockRequestIn | None = None
+) -> dict[str, Any]:
+    return await _vault(request).request_unlock(user, name, body.message if body else "")
 
 
 @router.post(

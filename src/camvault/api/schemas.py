@@ -103,6 +103,15 @@ class RevertIn(BaseModel):
     message: str = Field(default="", max_length=4000)
 
 
+class UnlockRequestIn(BaseModel):
+    message: str = Field(default="", max_length=4000, description="Shown to the holder.")
+
+
+class UnlockRequestOut(BaseModel):
+    holder: str
+    filename: str
+
+
 class BreakLockIn(BaseModel):
     reason: str = Field(max_length=4000, description="Shown to the holder; required.")
 

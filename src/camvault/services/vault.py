@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,9 @@ from camvault.errors import (
     Forbidden,
     LockedByOther,
     NotFound,
+    NotLocked,
     NotLockHolder,
+    RateLimited,
 )
 from camvault.events.log import EventType, append, get_meta, set_meta
 from camvault.history.lfs import ContentStore
@@ -43,7 +45,7 @@ from camvault.services.uploads import ReceivedUpload, receive_multipart
 from camvault.services.writer import Writer
 from camvault.settings import Settings
 from camvault.store.db import Database
-from camvault.store.models import files, locks
+from camvault.store.models import events, files, locks
 from camvault.store.queries import (
     file_row,
     iso,
@@ -55,6 +57,9 @@ from camvault.store.queries import (
 
 MAX_MESSAGE = 4000
 MAX_DESCRIPTION = 1000
+
+# One request per asker and file per minute: enough to be heard, too little to nag.
+UNLOCK_REQUEST_INTERVAL = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -535,6 +540,52 @@ class VaultService:
                 data={"file": record, "holder": holder, "since": since, "reason": reason},
             )
             return record
+
+    # --- asking the holder ----------------------------------------------------------------
+
+    async def request_unlock(self, user: User, name: str, message: str) -> dict[str, Any]:
+        """Ask the holder to release a file: a live NOTIFICATION to them, and an audit entry."""
+        message = clean_text(message, "message")
+        return await self.writer.run(self._request_unlock, user, name, message)
+
+    def _request_unlock(self, user: User, name: str, message: str) -> dict[str, Any]:
+        with self.db.write() as conn:
+            row = self._require_file(conn, name)
+            if row.lock_user is None:
+                raise NotLocked(f"{row.filename} is not checked out: you can take it yourself")
+            if row.lock_user == user.username:
+                raise NotLocked(f"you hold {row.filename} yourself")
+            recent = conn.execute(
+                select(events.c.seq)
+                .where(
+                    events.c.filename == row.filename,
+                    events.c.type == str(EventType.NOTIFICATION),
+                    events.c.actor == user.username,
+                    events.c.at > datetime.now(UTC) - UNLOCK_REQUEST_INTERVAL,
+                )
+                .limit(1)
+            ).first()
+            if recent is not None:
+                seconds = int(UNLOCK_REQUEST_INTERVAL.total_seconds())
+                raise RateLimited(
+                    f"you asked {row.lock_user} about {row.filename} less than {seconds} s ago",
+                    headers={"Retry-After": str(seconds)},
+                )
+            append(
+                conn,
+                EventType.NOTIFICATION,
+                actor=user.username,
+                filename=row.filename,
+                version=row.version,
+                data={
+                    "to": row.lock_user,
+                    "kind": "unlock_request",
+                    "from": user.username,
+                    "filename": row.filename,
+                    "message": message,
+                },
+            )
+            return {"holder": row.lock_user, "filename": row.filename}
 
     # --- revert and delete ----------------------------------------------------------------
 

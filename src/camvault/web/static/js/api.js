@@ -48,6 +48,8 @@ export const api = {
   cancel: (name) => request("POST", `/api/files/${encodeURIComponent(name)}/cancel-checkout`),
   revert: (name, version, message) =>
     request("POST", `/api/files/${encodeURIComponent(name)}/revert`, { version, message }),
+  requestUnlock: (name, message) =>
+    request("POST", `/api/files/${encodeURIComponent(name)}/request-unlock`, { message }),
   breakLock: (name, reason) =>
     request("POST", `/api/files/${encodeURIComponent(name)}/break-lock`, { reason }),
   remove: (name) => request("DELETE", `/api/files/${encodeURIComponent(name)}`),

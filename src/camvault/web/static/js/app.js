@@ -117,6 +117,11 @@ const SUBMIT = {
     setUi({ dialog: null });
     toast("success", `${d.holder}'s lock on ${d.name} was broken.`);
   },
+  async ask(d, { text }) {
+    const { holder } = await api.requestUnlock(d.name, text.trim());
+    setUi({ dialog: null });
+    toast("success", `${holder} was asked to release ${d.name}.`);
+  },
   async delete(d) {
     await api.remove(d.name);
     setUi({ dialog: null });
@@ -208,7 +213,7 @@ const actions = {
     const open = (kind, extra = {}) => setUi({ dialog: { id: nextId++, kind, name, ...extra } });
     if (action === "download") return download(name);
     if (action === "checkin") return actions.openCheckin(name);
-    if (action === "break") return open("break", { holder: record?.lock?.user });
+    if (action === "break" || action === "ask") return open(action, { holder: record?.lock?.user });
     if (action === "history") {
       open("history", { versions: null, canRevert: record?.lock?.user === store.getState().user.username });
       return api.versions(name).then((versions) => setDialog({ versions })).catch(failed);
@@ -299,7 +304,10 @@ store.subscribe((state, prev) => {
   for (const note of fresh) {
     queueMicrotask(() => note.type === "LOCK_BROKEN"
       ? toast("warning", `${note.by} broke your lock on ${note.filename}: “${note.reason}”`, { title: "Your checkout was ended", sticky: true })
-      : toast("info", note.message, { sticky: true }));
+      : note.kind === "unlock_request"
+        ? toast("info", `${note.from} asks you to release ${note.filename}${note.message ? `: “${note.message}”` : "."}`,
+          { title: "Someone needs your file", sticky: true })
+        : toast("info", note.message, { sticky: true }));
   }
   if (state.connection.status === "reconnecting" && prev.connection.status !== "reconnecting" && live) {
     api.me().catch((error) => { if (error.status === 401) sessionEnded(); });

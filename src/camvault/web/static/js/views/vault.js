@@ -87,6 +87,7 @@ export function createVaultView(root, actions) {
       buttons.push(button("Cancel checkout", "cancel"));
     }
     buttons.push(button("History", "history"));
+    if (lock.kind === "other") buttons.push(button("Ask to release", "ask"));
     if (ctx.isAdmin && lock.kind === "other") buttons.push(button("Break lock", "break"));
     if (ctx.isAdmin && lock.kind === "free") buttons.push(button("Delete", "delete", { class: "action danger" }));
     return buttons;
