@@ -11,6 +11,7 @@ import fcntl
 import os
 import secrets
 import shutil
+from datetime import timedelta
 from pathlib import Path
 from typing import IO
 
@@ -21,6 +22,7 @@ from camvault.events.log import ensure_epoch
 from camvault.history.lfs import ContentStore
 from camvault.history.repo import VaultRepo
 from camvault.services.auth import AuthService, LoginLimiter, Role
+from camvault.services.shop import ShopConfig, ShopSettings
 from camvault.services.vault import VaultService
 from camvault.services.writer import Writer
 from camvault.settings import Settings
@@ -41,11 +43,17 @@ class Camvault:
             session_hours=settings.session_hours,
             limiter=LoginLimiter(settings.login_max_failures, settings.login_window_seconds),
         )
+        self.shop = ShopSettings(settings, self.db)
+        self.shop.listeners.append(self._apply_shop)
         self._vault: VaultService | None = None
         self._hub: Hub | None = None
         self._tmp_lock: IO[bytes] | None = None
         self.tmp_dir = settings.tmp_path / f"i{os.getpid()}-{secrets.token_hex(4)}"
         self.epoch = ""
+
+    def _apply_shop(self, config: ShopConfig) -> None:
+        """Settings other services hold as plain values follow the shop settings."""
+        self.auth.session_lifetime = timedelta(hours=config.session_hours)
 
     @property
     def vault(self) -> VaultService:
@@ -70,9 +78,12 @@ class Camvault:
         self.db.migrate()
         with self.db.write() as conn:
             self.epoch = ensure_epoch(conn)
+        self.shop.load()
         repo = VaultRepo.open_or_init(self.settings.repo_path, self.settings.lfs_extensions)
         store = ContentStore(self.settings.repo_path / "lfs" / "objects", self.tmp_dir)
-        self._vault = VaultService(self.settings, self.db, repo, store, self.writer, self.tmp_dir)
+        self._vault = VaultService(
+            self.settings, self.db, repo, store, self.writer, self.tmp_dir, self.shop
+        )
 
     async def open(self) -> None:
         """Open storage, reconcile DB with git, and start the live hub."""
@@ -88,6 +99,7 @@ class Camvault:
             authenticate_many=self.auth.authenticate_many,
             revalidate_interval=self.settings.ws_revalidate_seconds,
             on_sessions_changed=self.auth.session_cache.clear,
+            on_config_changed=self.shop.load,
         )
         await self._hub.start()
 

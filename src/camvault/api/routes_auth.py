@@ -36,14 +36,14 @@ async def login(request: Request, body: Credentials, response: Response) -> dict
     camvault = get_camvault(request)
     # A cross-site page must not log the browser into someone else's account.
     if request.headers.get("origin") is not None:
-        check_csrf(request, camvault.settings.allowed_origins)
+        check_csrf(request, camvault.shop.current.ws_allowed_origins)
     client = request.client.host if request.client else "unknown"
     user, token = await camvault.auth.login(body.username, body.password, client)
     settings = camvault.settings
     response.set_cookie(
         COOKIE_NAME,
         token,
-        max_age=int(settings.session_hours * 3600),
+        max_age=int(camvault.shop.current.session_hours * 3600),
         path="/",
         httponly=True,
         samesite="lax",

@@ -55,7 +55,7 @@ def _upload_stream(request: Request) -> tuple[Any, str]:
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
         raise BadRequest("send the file as multipart/form-data with a 'file' part")
-    limit = get_camvault(request).settings.max_upload_bytes
+    limit = get_camvault(request).shop.current.max_upload_bytes
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit + MULTIPART_OVERHEAD:
         raise TooLarge(f"the upload is larger than the limit of {limit // (1024 * 1024)} MB")

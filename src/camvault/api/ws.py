@@ -34,7 +34,7 @@ async def live(websocket: WebSocket) -> None:
     camvault = get_camvault(websocket)
     principal = await authenticate(websocket)
     origin = websocket.headers.get("origin")
-    allowed = camvault.settings.allowed_origins
+    allowed = camvault.shop.current.ws_allowed_origins
     # A browser always sends Origin; a cross-site page must not ride on the user's cookie.
     if (
         principal is None

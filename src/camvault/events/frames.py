@@ -49,6 +49,10 @@ class EventFrames:
     # A user whose sessions may have ended (logout, password, disabled, role): the hub
     # re-checks that user's sockets, on every instance, whoever made the change.
     sessions_of: str | None = None
+    # Shop settings changed (every instance reloads them); ``regrouped``: the file list
+    # moved between groups, so every client gets a fresh snapshot after this event.
+    config_changed: bool = False
+    regrouped: bool = False
 
 
 def frames_for(
@@ -78,7 +82,9 @@ def frames_for(
         payload = {k: v for k, v in data.items() if k != "to"}
         targeted.append((data["to"], frame("NOTIFICATION", payload, seq)))
     sessions_of = data.get("username") if kind in SESSION_EVENTS else None
-    return EventFrames(seq, broadcast, tuple(targeted), sessions_of)
+    config_changed = kind is EventType.CONFIG_CHANGED
+    regrouped = config_changed and bool(data.get("regrouped"))
+    return EventFrames(seq, broadcast, tuple(targeted), sessions_of, config_changed, regrouped)
 
 
 def frame(type_: str, payload: dict[str, Any], seq: int | None = None) -> dict[str, Any]:

@@ -85,6 +85,7 @@ class Hub:
         authenticate_many: Callable[[list[str]], set[str]],
         revalidate_interval: float = 30.0,
         on_sessions_changed: Callable[[], None] | None = None,
+        on_config_changed: Callable[[], object] | None = None,
     ) -> None:
         self.db = db
         self.snapshots = snapshots
@@ -95,6 +96,7 @@ class Hub:
         self.revalidate_interval = revalidate_interval
         self.authenticate_many = authenticate_many
         self.on_sessions_changed = on_sessions_changed
+        self.on_config_changed = on_config_changed
         self._rechecks: set[asyncio.Task[None]] = set()
         self.connections: set[Connection] = set()
         self._tabs: Counter[str] = Counter()  # username -> open sockets (presence)
@@ -191,11 +193,14 @@ class Hub:
         )
         if replayable and after is not None:
             rows = await to_thread.run_sync(self._read_events, after, self.seq)
-            prev = after
-            for frames in rows:
-                prev = self._deliver(conn, frames, prev)
-            conn.last_seq = max(self.seq, after)
-            return
+            # Files moved between groups in that range: records replayed one by one would
+            # not move the rest, so the client gets the whole list instead.
+            if not any(frames.regrouped for frames in rows):
+                prev = after
+                for frames in rows:
+                    prev = self._deliver(conn, frames, prev)
+                conn.last_seq = max(self.seq, after)
+                return
         seq, groups_json = await to_thread.run_sync(self.snapshots.groups_json)
         conn.send(snapshot_frame(seq, self.epoch, groups_json))
         conn.last_seq = seq
@@ -257,6 +262,8 @@ class Hub:
                 batch = await to_thread.run_sync(self._read_events, self.seq)
                 for frames in batch:
                     self._fan_out(frames)
+                    if frames.config_changed:
+                        await self._config_changed(frames)
                     if len(batch) > 1:
                         # A burst: let the writer tasks empty the queues between events.
                         await asyncio.sleep(0)
@@ -281,6 +288,19 @@ class Hub:
         self.seq = frames.seq
         if frames.sessions_of is not None:
             self._sessions_changed(frames.sessions_of)
+
+    async def _config_changed(self, frames: EventFrames) -> None:
+        """Shop settings changed (here or on another instance): reload them, and after a
+        regrouping send every client the whole list again."""
+        if self.on_config_changed is not None:
+            await to_thread.run_sync(self.on_config_changed)
+        if not frames.regrouped:
+            return
+        seq, groups_json = await to_thread.run_sync(self.snapshots.groups_json)
+        text = snapshot_frame(seq, self.epoch, groups_json)
+        for conn in list(self.connections):
+            conn.send(text)
+            conn.last_seq = max(conn.last_seq, seq)
 
     def _sessions_changed(self, username: str) -> None:
         """Someone's sessions changed (here or in another process): forget cached sessions

@@ -32,7 +32,6 @@ from camvault.events.log import EventType, append, get_meta, set_meta
 from camvault.history.lfs import ContentStore
 from camvault.history.repo import CommitInfo, VaultRepo
 from camvault.names import (
-    DEFAULT_SIGNATURES,
     NameRules,
     check_signature,
     name_key,
@@ -40,6 +39,7 @@ from camvault.names import (
 )
 from camvault.services.auth import User
 from camvault.services.recovery import catch_up, index_commit
+from camvault.services.shop import ShopSettings
 from camvault.services.snapshot import SnapshotCache
 from camvault.services.uploads import ReceivedUpload, receive_multipart
 from camvault.services.writer import Writer
@@ -117,8 +117,10 @@ class VaultService:
         store: ContentStore,
         writer: Writer,
         tmp_dir: Path,
+        shop: ShopSettings,
     ) -> None:
         self.settings = settings
+        self.shop = shop
         self.tmp_dir = tmp_dir
         self.db = db
         self.repo = repo
@@ -130,19 +132,11 @@ class VaultService:
 
     @property
     def rules(self) -> NameRules:
-        return NameRules(
-            allowed_extensions=self.settings.allowed_extensions,
-            pattern=self.settings.name_pattern,
-        )
+        return self.shop.current.rules
 
     def public_config(self) -> dict[str, Any]:
         """The settings every signed-in client may see (the page adapts to them)."""
-        return {
-            "allowed_extensions": list(self.settings.allowed_extensions),
-            "name_pattern": self.settings.name_pattern,
-            "max_upload_bytes": self.settings.max_upload_bytes,
-            "stale_lock_hours": self.settings.stale_lock_hours,
-        }
+        return self.shop.current.public()
 
     async def check_names(self, names: list[str]) -> list[dict[str, Any]]:
         """Would these names be accepted for new files? Same rules as upload, nothing written."""
@@ -220,7 +214,7 @@ class VaultService:
             chunks,
             content_type,
             tmp_dir=self.tmp_dir,
-            max_bytes=self.settings.max_upload_bytes,
+            max_bytes=self.shop.current.max_upload_bytes,
             on_file_start=precheck,
         )
 
@@ -248,7 +242,7 @@ class VaultService:
         upload = await self._receive(chunks, content_type, precheck)
         try:
             name = validate_name(upload.filename or "", self.rules)
-            check_signature(name, upload.head, DEFAULT_SIGNATURES)
+            check_signature(name, upload.head, self.shop.current.signatures)
             description = _text(upload.fields, "description", MAX_DESCRIPTION)
             message = _text(upload.fields, "message", MAX_MESSAGE) or f"Add {name}"
             blob_id = await to_thread.run_sync(self._stage_content, name, upload)
@@ -318,7 +312,7 @@ class VaultService:
         try:
             row = await self.get_file(name)
             filename = row["filename"]
-            check_signature(filename, upload.head, DEFAULT_SIGNATURES)
+            check_signature(filename, upload.head, self.shop.current.signatures)
             message = _text(upload.fields, "message", MAX_MESSAGE)
             if not message:
                 raise BadRequest("a check-in needs a message saying what changed")
