@@ -20,6 +20,7 @@ from camvault.events.hub import Hub
 from camvault.events.log import ensure_epoch
 from camvault.history.lfs import ContentStore
 from camvault.history.repo import VaultRepo
+from camvault.mirror.service import MirrorService
 from camvault.services.auth import AuthService, LoginLimiter, Role
 from camvault.services.vault import VaultService
 from camvault.services.writer import Writer
@@ -41,6 +42,7 @@ class Camvault:
             session_hours=settings.session_hours,
             limiter=LoginLimiter(settings.login_max_failures, settings.login_window_seconds),
         )
+        self.mirror = MirrorService(settings, self.db)
         self._vault: VaultService | None = None
         self._hub: Hub | None = None
         self._tmp_lock: IO[bytes] | None = None
@@ -68,6 +70,7 @@ class Camvault:
         self.tmp_dir.mkdir()
         self._tmp_lock = _hold_lock(self.tmp_dir / ".lock")
         self.db.migrate()
+        self.mirror.open_sync()
         with self.db.write() as conn:
             self.epoch = ensure_epoch(conn)
         repo = VaultRepo.open_or_init(self.settings.repo_path, self.settings.lfs_extensions)
@@ -89,6 +92,7 @@ class Camvault:
             revalidate_interval=self.settings.ws_revalidate_seconds,
         )
         await self._hub.start()
+        await self.mirror.start()
 
     async def close_live(self, grace: float = 2.0) -> None:
         """Close every WebSocket with 1001 and give them ``grace`` seconds to go."""
@@ -102,7 +106,8 @@ class Camvault:
             await asyncio.sleep(0.05)
 
     async def aclose(self) -> None:
-        """Close live connections (1001: come back soon) and release storage."""
+        """Stop the mirror, close live connections (1001: come back soon), release storage."""
+        await self.mirror.stop()
         await self.close_live()
         await to_thread.run_sync(self.close)
 

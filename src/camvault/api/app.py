@@ -12,7 +12,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from camvault.api import routes_auth, routes_files, routes_meta, ws
+from camvault.api import routes_admin, routes_auth, routes_files, routes_meta, ws
 from camvault.api.errors import install_error_handlers
 from camvault.api.limits import BodyLimit
 from camvault.api.security import CurrentUser
@@ -48,6 +48,7 @@ def create_app(settings: Settings, camvault: Camvault | None = None) -> FastAPI:
     app.include_router(routes_files.router)
     app.include_router(ws.router)
     app.include_router(routes_meta.router)
+    app.include_router(routes_admin.router)
     static = Path(str(resources.files("camvault.web").joinpath("static")))
     app.mount("/static", StaticFiles(directory=static), name="static")
     _mount_docs(app)

@@ -2,8 +2,9 @@
 
 A *broadcast* frame goes to every client and carries ``seq`` (its event) and ``prev`` (the
 seq of the broadcast frame before it), so a client that finds ``prev`` greater than the last
-seq it saw knows it missed something. A *targeted* frame (LOCK_BROKEN, NOTIFICATION) goes to
-one user and carries its event's seq but no ``prev``. PRESENCE, PONG and ERROR carry no seq.
+seq it saw knows it missed something. A *targeted* frame goes to one user (LOCK_BROKEN,
+NOTIFICATION) or to every admin (MIRROR_STATUS) and carries its event's seq but no ``prev``.
+PRESENCE, PONG and ERROR carry no seq.
 See docs/protocol.md.
 """
 
@@ -33,15 +34,25 @@ BROADCAST_EVENTS = FILE_EVENTS | {
     EventType.USER_LOGGED_OUT,
     EventType.CONFIG_CHANGED,
 }
+MIRROR_EVENTS = frozenset(
+    {
+        EventType.MIRROR_CONFIGURED,
+        EventType.MIRROR_REMOVED,
+        EventType.MIRROR_PUSHED,
+        EventType.MIRROR_FAILED,
+    }
+)
 
 
 @dataclass(frozen=True)
 class EventFrames:
-    """The frames one event produces: one for everyone, and some for single users."""
+    """The frames one event produces: one for everyone, some for single users, and one
+    for the admins."""
 
     seq: int
     broadcast: dict[str, Any] | None
     targeted: tuple[tuple[str, dict[str, Any]], ...]
+    admins: dict[str, Any] | None = None
 
 
 def frames_for(
@@ -70,7 +81,10 @@ def frames_for(
     elif kind is EventType.NOTIFICATION:
         payload = {k: v for k, v in data.items() if k != "to"}
         targeted.append((data["to"], frame("NOTIFICATION", payload, seq)))
-    return EventFrames(seq, broadcast, tuple(targeted))
+    admins = None
+    if kind in MIRROR_EVENTS:
+        admins = frame("MIRROR_STATUS", data["status"], seq)
+    return EventFrames(seq, broadcast, tuple(targeted), admins)
 
 
 def frame(type_: str, payload: dict[str, Any], seq: int | None = None) -> dict[str, Any]:
