@@ -145,3 +145,16 @@ async def test_openapi_documents_the_mirror_routes_and_their_errors(vault: Vault
     assert "mirror_key_missing" in paths[MIRROR]["put"]["responses"]["400"]["description"]
     assert set(paths[MIRROR]["delete"]["responses"]) >= {"204", "401", "403", "404"}
     assert set(paths[f"{MIRROR}/push"]["post"]["responses"]) >= {"202", "401", "403", "404"}
+
+
+async def test_a_put_without_token_keeps_it_for_the_same_url_only(vault: Vault) -> None:
+    async with await vault.login("admin") as admin:
+        url = nowhere()
+        assert (await admin.put(MIRROR, json={"url": url, "token": TOKEN})).status_code == 200
+        kept = await admin.put(MIRROR, json={"url": url, "username": "ci-bot"})
+        assert kept.json()["token"] == "stored" and kept.json()["username"] == "ci-bot"
+        cleared = await admin.put(MIRROR, json={"url": url, "token": None})
+        assert cleared.json()["token"] is None
+        assert (await admin.put(MIRROR, json={"url": url, "token": TOKEN})).status_code == 200
+        moved = await admin.put(MIRROR, json={"url": url.replace("/shop/", "/other/")})
+        assert moved.json()["token"] is None, "a token never follows the mirror to a new URL"

@@ -26,7 +26,8 @@ class MirrorIn(BaseModel):
         default=None,
         max_length=4096,
         description="Access token for an https/http remote (GitLab: a project or personal "
-        "access token with write_repository). Stored encrypted; never shown again.",
+        "access token with write_repository). Stored encrypted; never shown again. Left "
+        "out: the stored token is kept if the URL is unchanged; null: no token.",
     )
     username: str | None = Field(
         default=None,
@@ -87,8 +88,9 @@ async def get_mirror(request: Request, _admin: AdminUser) -> dict[str, Any]:
     summary="Set the git remote the vault is mirrored to (replaces any previous one)",
 )
 async def put_mirror(request: Request, body: MirrorIn, admin: AdminUser) -> dict[str, Any]:
+    keep = "token" not in body.model_fields_set
     return await get_camvault(request).mirror.configure(
-        admin.username, body.url, body.token, body.username
+        admin.username, body.url, body.token, body.username, keep_token=keep
     )
 
 

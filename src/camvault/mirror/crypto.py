@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from camvault.errors import CamvaultError
 from camvault.settings import Settings
 
 MIN_SECRET = 32
@@ -34,8 +35,11 @@ KEY_HELP = (
 )
 
 
-class MirrorKeyError(Exception):
-    """The key setting is unusable (missing file, too short, inside the data dir)."""
+class MirrorKeyError(CamvaultError):
+    """The key setting is unusable (missing file, too short, inside the data dir): a
+    configuration error that stops startup, as a bad TLS certificate would."""
+
+    code = "mirror_key_invalid"
 
 
 class TokenDecryptError(Exception):

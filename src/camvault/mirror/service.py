@@ -84,9 +84,20 @@ class MirrorService:
         return None
 
     async def configure(
-        self, actor: str, url: str, token: str | None, username: str | None
+        self,
+        actor: str,
+        url: str,
+        token: str | None,
+        username: str | None,
+        *,
+        keep_token: bool = False,
     ) -> dict[str, Any]:
-        """Set (or replace) the mirror; a token is stored encrypted. Pushes soon after."""
+        """Set (or replace) the mirror; a token is stored encrypted. Pushes soon after.
+
+        ``keep_token`` (no token given at all): keep the stored one if the URL is the same,
+        so an admin can change the user name without retyping it. Never for another URL:
+        the token was given for that remote only.
+        """
         remote = parse_remote(url)
         username = check_username(username or DEFAULT_USERNAME)
         ciphertext = key_id = None
@@ -105,13 +116,15 @@ class MirrorService:
             "configured_at": state.now(), "configured_by": actor, "push_requested": True,
             "last_error": None, "error_kind": None, "failures": 0, "next_retry_at": None,
         }  # fmt: skip
-        result = await to_thread.run_sync(self._configure, actor, values)
+        result = await to_thread.run_sync(self._configure, actor, values, keep_token)
         self.wake()
         return result
 
-    def _configure(self, actor: str, values: dict[str, Any]) -> dict[str, Any]:
+    def _configure(self, actor: str, values: dict[str, Any], keep_token: bool) -> dict[str, Any]:
         with self.db.write() as conn:
             old = state.load(conn)
+            if keep_token and old is not None and old.url == values["url"]:
+                values.update(token_ciphertext=old.token_ciphertext, key_id=old.key_id)
             if old is None:
                 conn.execute(insert(mirror).values(id=1, last_pushed=None, **values))
             else:
