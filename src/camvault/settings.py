@@ -125,6 +125,11 @@ class Settings(BaseSettings):
     mirror_timeout_seconds: float = Field(
         default=3600.0, gt=0, description="Longest a single git command of a mirror push may run."
     )
+    mirror_batch_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="After a commit, wait this long so a burst of commits goes in one push.",
+    )
     mirror_poll_seconds: float = Field(
         default=30.0,
         gt=0,

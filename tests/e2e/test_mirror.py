@@ -45,6 +45,7 @@ def server(launch: Launcher, tmp_path: Path) -> Server:
         "CAMVAULT_MIRROR_RETRY_SECONDS": "0.1",
         "CAMVAULT_MIRROR_RETRY_MAX_SECONDS": "0.5",
         "CAMVAULT_MIRROR_POLL_SECONDS": "0.3",
+        "CAMVAULT_MIRROR_BATCH_SECONDS": "0.05",
     }
     return launch.start(tmp_path / "data", admin_password=PASSWORD, env=env)
 

@@ -31,5 +31,6 @@ def settings(tmp_path: Path, database_url: str | None, key_file: Path) -> Settin
         mirror_retry_seconds=0.1,
         mirror_retry_max_seconds=0.4,
         mirror_poll_seconds=0.3,
+        mirror_batch_seconds=0.05,
         mirror_timeout_seconds=60,
     )

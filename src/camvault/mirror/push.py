@@ -10,6 +10,7 @@ before anyone stores or logs it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from camvault.history.repo import MAIN_REF
 from camvault.mirror.remote import Remote, basic_auth, scrub
 
 MAX_POINTER = 1024
+NICENESS = 10
 MAX_ERROR = 2000
 # What a git child may inherit: where programs, keys, proxies and CA bundles are.
 _PASS_ENV = (
@@ -227,6 +229,10 @@ class Pusher:
         except OSError as exc:
             raise PushError("failed", f"{what}: cannot run git: {exc.strerror}") from exc
         self._proc = proc
+        with contextlib.suppress(OSError):  # it may have exited already
+            # Below the server's priority (its children inherit it): a push may take the
+            # CPU the server leaves idle, never the CPU a check-in needs.
+            os.setpriority(os.PRIO_PROCESS, proc.pid, NICENESS)
         try:
             out, err = await asyncio.wait_for(proc.communicate(stdin), self.timeout)
         except TimeoutError as exc:

@@ -249,6 +249,12 @@ class MirrorService:
         delay = self._due(row, head)
         if delay > 0:
             return delay
+        if row is not None and not row.push_requested:
+            # New commits: gather a burst of check-ins into one push. Fewer git processes
+            # competing with the server for the CPU, and the remote still follows within
+            # a second or so.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.settings.mirror_batch_seconds)
         held = await to_thread.run_sync(self.lock.acquire)
         if held is None:
             return min(LOCK_BUSY_RETRY, self.settings.mirror_poll_seconds)
