@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -94,6 +95,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.owner.seen.append(Seen(self.command, path, status, self._authorized()))
 
     def _handle(self) -> None:
+        owner = self.server.owner
+        with owner.lock:
+            owner.arrived += 1
+        if owner.hang_seconds:
+            time.sleep(owner.hang_seconds)  # a remote that accepts and then says nothing
         if not self._authorized():
             self._body()
             self._send(
@@ -258,6 +264,8 @@ class GitHttpServer:
     port: int = field(default_factory=free_port)
     seen: list[Seen] = field(default_factory=list)
     uploaded: list[str] = field(default_factory=list)
+    arrived: int = 0  # requests received, answered or not
+    hang_seconds: float = 0.0  # > 0: every request waits this long before any answer
     lock: threading.Lock = field(default_factory=threading.Lock)
     _server: _Server | None = None
     _thread: threading.Thread | None = None

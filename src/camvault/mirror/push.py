@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import re
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,7 +180,7 @@ class Pusher:
     def kill(self) -> None:
         proc = self._proc
         if proc is not None and proc.returncode is None:
-            proc.kill()
+            _kill_group(proc)
 
     async def push(self, target: Target, head: str | None) -> str | None:
         """Bring the remote's main to ``head``: raises PushError, else returns ``head``."""
@@ -225,6 +226,9 @@ class Pusher:
                 stderr=asyncio.subprocess.PIPE,
                 env=child_env(self.repo_path, target),
                 cwd=self.repo_path,
+                # Its own process group: git starts git-lfs, ssh, receive-pack...; a kill
+                # (timeout, shutdown) must take them all.
+                start_new_session=True,
             )
         except OSError as exc:
             raise PushError("failed", f"{what}: cannot run git: {exc.strerror}") from exc
@@ -236,7 +240,7 @@ class Pusher:
         try:
             out, err = await asyncio.wait_for(proc.communicate(stdin), self.timeout)
         except TimeoutError as exc:
-            proc.kill()
+            _kill_group(proc)
             await proc.wait()
             raise PushError("timeout", f"{what} took longer than {self.timeout:.0f} s") from exc
         finally:
@@ -248,3 +252,8 @@ class Pusher:
             detail = tail or f"exit status {proc.returncode}"
             raise PushError(classify(said), f"{what} failed: {detail}")
         return text
+
+
+def _kill_group(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
