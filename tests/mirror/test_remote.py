@@ -10,6 +10,7 @@ import pytest
 from camvault.errors import InvalidMirrorUrl
 from camvault.mirror.push import Target, child_env, classify
 from camvault.mirror.remote import check_token, check_username, parse_remote, scrub
+from camvault.mirror.state import retry_delay
 
 
 @pytest.mark.parametrize(
@@ -40,6 +41,7 @@ def test_supported_remotes_are_accepted(url: str, scheme: str) -> None:
         ("git://gitlab.example.com/vault.git", "unsupported"),
         ("ftp://example.com/vault.git", "unsupported"),
         ("-uhttps://x/", "'-'"),
+        ("ssh://-oProxyCommand=touch%20x/vault.git", "'-'"),
         ("https://gitlab.example.com/a b.git", "spaces"),
         ("https:///vault.git", "no host"),
         ("file://server/share/vault.git", "absolute local path"),
@@ -102,3 +104,16 @@ def test_the_token_reaches_git_only_through_the_child_environment(tmp_path: Path
 )
 def test_git_output_is_classified_for_the_admin(output: str, kind: str) -> None:
     assert classify(output) == kind
+
+
+def test_retries_back_off_exponentially_with_jitter_up_to_the_cap() -> None:
+    for failures, low, high in [
+        (1, 2.5, 5),
+        (2, 5, 10),
+        (3, 10, 20),
+        (9, 450, 900),
+        (40, 450, 900),
+    ]:
+        delays = [retry_delay(failures, 5.0, 900.0) for _ in range(200)]
+        assert all(low <= d <= high for d in delays), (failures, min(delays), max(delays))
+        assert len(set(delays)) > 150, "jittered, so instances do not retry in step"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from anyio import to_thread
 from git_server import GitHttpServer
-from helpers import Vault
+from helpers import Vault, mcam, upload
 from sqlalchemy import select
 
 from camvault.api.app import create_app
@@ -59,8 +59,12 @@ async def test_shutdown_kills_a_push_in_flight_and_records_nothing(
         async with await vault.login("admin") as admin:
             body = {"url": hanging.url("vault.git"), "token": TOKEN}
             assert (await admin.put(MIRROR, json=body)).status_code == 200
-        while hanging.arrived == 0:  # git is now waiting on the remote
-            await asyncio.sleep(0.02)
+            while hanging.arrived == 0:  # git is now waiting on the remote
+                await asyncio.sleep(0.02)
+            # A push that hangs never holds up a check-in.
+            before = time.monotonic()
+            assert (await upload(admin, "1234567_A1.mcam", mcam(b"x"))).status_code == 201
+            assert time.monotonic() - before < 5
         started = time.monotonic()
     assert time.monotonic() - started < 5, "shutdown waited for the hanging push"
     with camvault.db.engine.connect() as conn:

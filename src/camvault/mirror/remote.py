@@ -79,6 +79,9 @@ def parse_remote(url: str) -> Remote:
         return Remote(url, "file")
     if not parts.hostname:
         raise InvalidMirrorUrl("the mirror URL has no host")
+    if parts.hostname.startswith("-"):
+        # ssh would read "-oProxyCommand=..." as an option
+        raise InvalidMirrorUrl("the mirror URL's host must not start with '-'")
     try:
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError as exc:
