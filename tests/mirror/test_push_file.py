@@ -128,3 +128,16 @@ async def test_a_diverged_remote_is_an_error_admins_see_live_and_in_get(
         assert json.loads(bystander.queue.get_nowait())["type"] != "MIRROR_STATUS"
     for conn in (watcher, bystander):
         hub.detach(conn)
+
+
+async def test_a_failing_mirror_clears_by_itself_once_the_remote_exists(
+    vault: Vault, tmp_path: Path
+) -> None:
+    later = tmp_path / "later.git"
+    async with await vault.login("admin") as admin:
+        await Versions(admin).some(2)
+        assert (await admin.put(MIRROR, json={"url": f"file://{later}"})).status_code == 200
+        await wait_status(admin, lambda s: s["failures"] >= 2)
+        git("init", "--quiet", "--bare", "--initial-branch=main", str(later))
+        # No new commit, no "push now": the retry alone brings it in sync.
+        await wait_status(admin, synced_at(vault_head(vault.camvault.settings.data)))

@@ -16,6 +16,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
+import pygit2
 from anyio import to_thread
 from sqlalchemy import delete, insert, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -204,8 +205,9 @@ class MirrorService:
             self._wake.clear()
             try:
                 delay = await self._step()
-            except (SQLAlchemyError, OSError):
-                # The database or the disk failed for a moment: log, back off, go on.
+            except (SQLAlchemyError, OSError, pygit2.GitError):
+                # The database, the disk or the repository failed for a moment: log, back
+                # off, go on; the mirror must not stop for good.
                 failures += 1
                 log.exception("the mirror could not read or record its state (%d)", failures)
                 delay = min(60.0, 0.5 * 2**failures)
@@ -231,7 +233,9 @@ class MirrorService:
             return poll
         if row.push_requested:
             return 0
-        if head is None or head == row.last_pushed:
+        # Nothing new to push; but a failing mirror is retried even so, so that an error
+        # clears by itself once the remote is back.
+        if row.last_error is None and (head is None or head == row.last_pushed):
             return poll
         if row.next_retry_at is not None:
             wait = (row.next_retry_at - state.now()).total_seconds()
@@ -255,6 +259,8 @@ class MirrorService:
             # a second or so.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.settings.mirror_batch_seconds)
+            if self._stopping.is_set():
+                return 0
         held = await to_thread.run_sync(self.lock.acquire)
         if held is None:
             return min(LOCK_BUSY_RETRY, self.settings.mirror_poll_seconds)
