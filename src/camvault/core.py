@@ -21,6 +21,7 @@ from camvault.events.hub import Hub
 from camvault.events.log import ensure_epoch
 from camvault.history.lfs import ContentStore
 from camvault.history.repo import VaultRepo
+from camvault.mirror.service import MirrorService
 from camvault.services.auth import AuthService, LoginLimiter, Role
 from camvault.services.shop import ShopConfig, ShopSettings
 from camvault.services.vault import VaultService
@@ -45,6 +46,7 @@ class Camvault:
         )
         self.shop = ShopSettings(settings, self.db)
         self.shop.listeners.append(self._apply_shop)
+        self.mirror = MirrorService(settings, self.db)
         self._vault: VaultService | None = None
         self._hub: Hub | None = None
         self._tmp_lock: IO[bytes] | None = None
@@ -76,6 +78,7 @@ class Camvault:
         self.tmp_dir.mkdir()
         self._tmp_lock = _hold_lock(self.tmp_dir / ".lock")
         self.db.migrate()
+        self.mirror.open_sync()
         with self.db.write() as conn:
             self.epoch = ensure_epoch(conn)
         self.shop.load()
@@ -102,6 +105,7 @@ class Camvault:
             on_config_changed=self.shop.load,
         )
         await self._hub.start()
+        await self.mirror.start()
 
     async def close_live(self, grace: float = 2.0) -> None:
         """Close every WebSocket with 1001 and give them ``grace`` seconds to go."""
@@ -115,7 +119,8 @@ class Camvault:
             await asyncio.sleep(0.05)
 
     async def aclose(self) -> None:
-        """Close live connections (1001: come back soon) and release storage."""
+        """Stop the mirror, close live connections (1001: come back soon), release storage."""
+        await self.mirror.stop()
         await self.close_live()
         await to_thread.run_sync(self.close)
 

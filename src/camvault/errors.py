@@ -47,6 +47,16 @@ class EmptyFile(BadRequest):
     code = "empty"
 
 
+class InvalidMirrorUrl(BadRequest):
+    code = "invalid_mirror_url"
+
+
+class MirrorKeyMissing(BadRequest):
+    """A token was given but no key to encrypt it at rest is configured."""
+
+    code = "mirror_key_missing"
+
+
 class Unauthorized(CamvaultError):
     code = "unauthorized"
     status = 401

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from camvault.api import (
+    routes_admin,
     routes_audit,
     routes_auth,
     routes_files,
@@ -59,6 +60,7 @@ def create_app(settings: Settings, camvault: Camvault | None = None) -> FastAPI:
     app.include_router(routes_settings.router)
     app.include_router(ws.router)
     app.include_router(routes_meta.router)
+    app.include_router(routes_admin.router)
     static = Path(str(resources.files("camvault.web").joinpath("static")))
     app.mount("/static", StaticFiles(directory=static), name="static")
     _mount_docs(app)

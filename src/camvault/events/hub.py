@@ -47,6 +47,7 @@ class Connection:
     username: str
     token: str
     queue_size: int
+    is_admin: bool = False
     last_seq: int = 0
     close_code: int | None = None
     closed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -235,6 +236,8 @@ class Hub:
         for username, message in frames.targeted:
             if username == conn.username:
                 conn.send(encode(message))
+        if frames.admins is not None and conn.is_admin:
+            conn.send(encode(frames.admins))
         return prev
 
     async def _tail(self) -> None:
@@ -276,6 +279,7 @@ class Hub:
             broadcast = encode({**frames.broadcast, "prev": self.last_broadcast})
             self.last_broadcast = frames.seq
         targeted = [(user, encode(message)) for user, message in frames.targeted]
+        admins = encode(frames.admins) if frames.admins is not None else None
         for conn in list(self.connections):
             if frames.seq <= conn.last_seq:
                 continue  # already in this client's snapshot or replay
@@ -284,10 +288,17 @@ class Hub:
             for username, text in targeted:
                 if username == conn.username:
                     conn.send(text)
+            if admins is not None and conn.is_admin:
+                conn.send(admins)
             conn.last_seq = frames.seq
         self.seq = frames.seq
         if frames.sessions_of is not None:
             self._sessions_changed(frames.sessions_of)
+        if frames.role_changed_of is not None:
+            # The socket knows the role it was opened with; a fresh one learns the new one.
+            for conn in list(self.connections):
+                if conn.username == frames.role_changed_of:
+                    conn.close(CLOSE_POLICY)
 
     async def _config_changed(self, frames: EventFrames) -> None:
         """Shop settings changed (here or on another instance): reload them, and after a

@@ -33,6 +33,11 @@ class EventType(StrEnum):
     CONFIG_CHANGED = "config.changed"
     NOTIFICATION = "notification"
     USER_PASSWORD_CHANGED = "user.password_changed"  # noqa: S105 - an event name
+    # The git mirror: configured / removed by an admin (audit), and each push's outcome.
+    MIRROR_CONFIGURED = "mirror.configured"
+    MIRROR_REMOVED = "mirror.removed"
+    MIRROR_PUSHED = "mirror.pushed"
+    MIRROR_FAILED = "mirror.failed"
 
 
 def append(
