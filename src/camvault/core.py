@@ -18,6 +18,7 @@ from typing import IO
 from anyio import to_thread
 
 from camvault.events.hub import Hub
+from camvault.events.listener import NotifyListener, libpq_dsn
 from camvault.events.log import ensure_epoch
 from camvault.history.lfs import ContentStore
 from camvault.history.repo import VaultRepo
@@ -49,6 +50,7 @@ class Camvault:
         self.mirror = MirrorService(settings, self.db)
         self._vault: VaultService | None = None
         self._hub: Hub | None = None
+        self.listener: NotifyListener | None = None
         self._tmp_lock: IO[bytes] | None = None
         self.tmp_dir = settings.tmp_path / f"i{os.getpid()}-{secrets.token_hex(4)}"
         self.epoch = ""
@@ -105,6 +107,9 @@ class Camvault:
             on_config_changed=self.shop.load,
         )
         await self._hub.start()
+        if not self.db.is_sqlite:
+            self.listener = NotifyListener(libpq_dsn(self.db.url), self._hub.wake)
+            await self.listener.start()
         await self.mirror.start()
 
     async def close_live(self, grace: float = 2.0) -> None:
@@ -112,6 +117,8 @@ class Camvault:
         if self._hub is None:
             return
         hub = self._hub
+        if self.listener is not None:
+            await self.listener.stop()
         await hub.stop()
         for _ in range(int(grace / 0.05)):
             if not hub.connections:

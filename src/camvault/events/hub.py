@@ -138,6 +138,10 @@ class Hub:
         await asyncio.gather(*self._rechecks, return_exceptions=True)
         self._tasks = []
 
+    def wake(self) -> None:
+        """Read the log now (on the event loop: a notification from another instance)."""
+        self._wake.set()
+
     def wake_threadsafe(self) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():

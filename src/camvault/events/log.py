@@ -12,9 +12,12 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, func, insert, select, text
 
 from camvault.store.models import events, meta
+
+# The LISTEN/NOTIFY channel that announces new events on PostgreSQL.
+CHANNEL = "camvault_events"
 
 
 class EventType(StrEnum):
@@ -63,7 +66,14 @@ def append(
         )
         .returning(events.c.seq)
     )
-    return int(result.scalar_one())
+    seq = int(result.scalar_one())
+    if conn.dialect.name == "postgresql":
+        # Delivered when this transaction commits, never before: other instances' hubs
+        # wake and read the log (see events/listener.py). The seq is only a hint.
+        conn.execute(
+            text("SELECT pg_notify(:channel, :seq)"), {"channel": CHANNEL, "seq": str(seq)}
+        )
+    return seq
 
 
 def latest_seq(conn: Connection) -> int:
