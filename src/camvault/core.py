@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import logging
 import os
 import secrets
 import shutil
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import IO
 
 from anyio import to_thread
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from camvault.events.hub import Hub
 from camvault.events.listener import NotifyListener, libpq_dsn
@@ -29,6 +32,8 @@ from camvault.services.vault import VaultService
 from camvault.services.writer import Writer
 from camvault.settings import Settings
 from camvault.store.db import Database
+
+log = logging.getLogger("camvault")
 
 
 class Camvault:
@@ -137,6 +142,22 @@ class Camvault:
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
             self._tmp_lock.close()
             self._tmp_lock = None
+
+    def health(self) -> dict[str, str]:
+        """Can this instance use its database and its vault right now? (blocking)"""
+        checks = {"database": "ok", "vault": "ok"}
+        try:
+            with self.db.read() as conn:
+                conn.execute(text("SELECT 1"))
+        except SQLAlchemyError:
+            log.warning("health: the database is unreachable", exc_info=True)
+            checks["database"] = "unavailable"
+        repo = self.settings.repo_path
+        writable = (repo, repo / "objects", self.tmp_dir)
+        if not (repo / "HEAD").is_file() or not all(os.access(p, os.W_OK) for p in writable):
+            log.warning("health: the vault is not readable and writable")
+            checks["vault"] = "unavailable"
+        return checks
 
     def bootstrap_admin(self) -> str | None:
         """With no users yet, create ``admin``; returns the password if it was generated."""

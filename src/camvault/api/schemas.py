@@ -54,7 +54,9 @@ class LoginOut(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
+    status: str = Field(description="ok, or unavailable when a part below is not ok")
+    database: str = Field(description="ok, or unavailable")
+    vault: str = Field(description="ok, or unavailable (the git repository or its storage)")
 
 
 class LockOut(BaseModel):
