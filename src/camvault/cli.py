@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import logging
 import socket
 import sys
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from camvault import logs
 from camvault.services.auth import Role
 from camvault.settings import Settings
 
@@ -124,6 +124,13 @@ def serve(
     tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
     log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
+    log_format: Annotated[
+        str,
+        typer.Option(
+            envvar="CAMVAULT_LOG_FORMAT",
+            help="text, or json: one object per line with the request id.",
+        ),
+    ] = "text",
 ) -> None:
     """Run the camvault server."""
     import uvicorn
@@ -137,9 +144,9 @@ def serve(
     )
     if (settings.tls_cert is None) != (settings.tls_key is None):
         _fail("--tls-cert and --tls-key go together")
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    if log_format not in ("text", "json"):
+        _fail("--log-format is text or json")
+    logs.configure(log_level, log_format)
     camvault = Camvault(settings)
     camvault.open_sync()
     password = camvault.bootstrap_admin()
@@ -154,8 +161,17 @@ def serve(
     scheme = "https" if settings.tls else "http"
     _echo(f"camvault listening on {scheme}://{settings.host}:{actual_port}")
     sys.stdout.flush()
+    app = create_app(settings, live)
+    if settings.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(
+            settings.metrics_port, addr=settings.metrics_host, registry=app.state.metrics.registry
+        )
+        _echo(f"metrics on http://{settings.metrics_host}:{settings.metrics_port}/metrics")
     config = uvicorn.Config(
-        create_app(settings, live),
+        app,
+        log_config=None,  # keep the handlers set up above (text or JSON)
         log_level=log_level.lower(),
         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
         ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,

@@ -71,6 +71,11 @@ class Camvault:
         return self._vault
 
     @property
+    def live(self) -> bool:
+        """Whether the hub is running (between ``open()`` and ``close_live()``)."""
+        return self._hub is not None and not self._hub.stopped
+
+    @property
     def hub(self) -> Hub:
         if self._hub is None:
             raise RuntimeError("Camvault.open() has not run")

@@ -99,6 +99,15 @@ class Settings(BaseSettings):
     ws_revalidate_seconds: float = Field(
         default=30.0, gt=0, description="How often open WebSockets' sessions are re-checked."
     )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Also serve /metrics without a session on this port (for Prometheus).",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Address of the metrics port (keep it private)."
+    )
     sqlite_synchronous: str = Field(
         default="FULL", description="SQLite synchronous pragma (FULL survives power loss)."
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -157,7 +158,12 @@ async def checkout(
 )
 async def checkin(request: Request, name: str, user: CurrentUser) -> dict[str, Any]:
     chunks, content_type = _upload_stream(request)
-    return await _vault(request).checkin(user, name, chunks, content_type)
+    started = time.perf_counter()
+    record = await _vault(request).checkin(user, name, chunks, content_type)
+    metrics = request.app.state.metrics
+    metrics.checkin_seconds.observe(time.perf_counter() - started)
+    metrics.checkin_bytes.inc(record["size"])
+    return record
 
 
 @router.post(

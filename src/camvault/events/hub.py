@@ -147,6 +147,11 @@ class Hub:
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._wake.set)
 
+    def newest_seq(self) -> int:
+        """The newest seq in the database (blocking): with ``seq``, this instance's lag."""
+        with self.db.read() as conn:
+            return latest_seq(conn)
+
     def _positions(self) -> tuple[int, int]:
         with self.db.read() as conn:
             seq = latest_seq(conn)

@@ -71,6 +71,11 @@ class MirrorService:
             row = state.load(conn)
         return self._shape(row)
 
+    def pending_count(self) -> int | None:
+        """Commits not yet pushed, or None without a mirror (blocking; for /metrics)."""
+        status = self._status()
+        return int(status["pending"]) if status.get("configured") else None
+
     def _shape(self, row: MirrorRow | None) -> dict[str, Any]:
         if row is None:
             return state.unconfigured()
