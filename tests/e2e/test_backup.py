@@ -140,6 +140,16 @@ def test_a_backup_taken_during_check_ins_restores_every_acknowledged_version(
     for key, sha256 in before.items():
         assert seen[key] == sha256
 
+    # A damaged backup: a clear one-line error, exit 1, nothing written.
+    dump = backup / "database.jsonl.gz"
+    spoiled = bytearray(dump.read_bytes())
+    spoiled[-1] ^= 0x01
+    dump.write_bytes(bytes(spoiled))
+    refused = run_cli("restore", str(backup), "--data", str(tmp_path / "again"))
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "error: the backup is damaged: database.jsonl.gz" in refused.stderr
+    assert "Traceback" not in refused.stderr and not (tmp_path / "again").exists()
+
     env = isolated_git_env(tmp_path / "home")
     git("lfs", "install", "--skip-repo", env=env)
     git_fsck(restored / "vault.git", env)

@@ -375,6 +375,7 @@ async def test_an_empty_vault_backs_up_and_restores(
     assert (result.commits, result.objects) == (0, 0)
     assert not (backup / "vault.bundle").exists()
     restored_settings = target_settings(tmp_path, target_url)
+    restored_settings.data.mkdir()  # an empty data dir is as good as none
     await to_thread.run_sync(restore_backup, restored_settings, backup)
     async with opened(restored_settings) as restored:
         async with await restored.login("admin") as admin:

@@ -204,13 +204,15 @@ def git_env(git_dir: Path) -> dict[str, str]:
     }
 
 
-def run_git(git_dir: Path, *args: str) -> str:
+def run_git(git_dir: Path, *args: str, config: tuple[str, ...] = ()) -> str:
+    """Run ``git -c CONFIG... ARGS`` on ``git_dir``; BackupError if it fails."""
     git = shutil.which("git")
     if git is None:
         raise BackupError("the git program is not installed")
+    options = [part for item in config for part in ("-c", item)]
     try:
         done = subprocess.run(  # noqa: S603 - fixed argv, no shell
-            [git, *args],
+            [git, *options, *args],
             env=git_env(git_dir),
             capture_output=True,
             text=True,

@@ -244,10 +244,9 @@ def _restore_git(path: Path, src: Path, manifest: Manifest, settings: Settings) 
         return repo
     run_git(
         path,
-        "-c", "core.fsync=loose-object,pack,reference",
-        "-c", "core.fsyncMethod=fsync",
         "fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
         str(src / manifest.bundle), f"{MAIN_REF}:{MAIN_REF}",
+        config=("core.fsync=loose-object,pack,reference", "core.fsyncMethod=fsync"),
     )  # fmt: skip
     if repo.head != manifest.head:
         raise BackupError(f"the bundle's {MAIN_REF} is {repo.head}, not {manifest.head}")

@@ -151,8 +151,8 @@ def load_dump(conn: Connection, lines: Iterable[bytes], tick: Tick | None = None
             if loader is None:
                 raise DumpError(f"line {number}: a row outside any table")
             loader.add(item)
-            if tick is not None:
-                tick(1)
+            if tick is not None and loader.rows % BATCH == 0:
+                tick(BATCH)
         elif isinstance(item, dict) and "table" in item:
             if loader is not None:
                 raise DumpError(f"line {number}: table {loader.table.name} was not closed")
@@ -163,6 +163,8 @@ def load_dump(conn: Connection, lines: Iterable[bytes], tick: Tick | None = None
             if item.get("rows") != loader.rows:
                 raise DumpError(f"table {loader.table.name}: {loader.rows} rows, expected {item}")
             loader.flush()
+            if tick is not None:
+                tick(loader.rows % BATCH)
             counts[str(loader.table.name)] = loader.rows
             loader = None
         elif isinstance(item, dict) and item.get("end_of_dump") is True:
