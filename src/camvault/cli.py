@@ -277,5 +277,59 @@ def watch_command(
         asyncio.run(watch(server, token, emit=emit, count=count))
 
 
+def _size(count: int) -> str:
+    from rich.filesize import decimal
+
+    return decimal(count)
+
+
+@app.command("backup")
+def backup_command(
+    dest: Annotated[Path, typer.Argument(help="New directory to write the backup into.")],
+    data: DataOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Write a consistent backup of the vault (the server may keep running)."""
+    from camvault.errors import CamvaultError
+    from camvault.progress import RichProgress
+    from camvault.services.backup import create_backup
+
+    settings = make_settings(data, database_url)
+    try:
+        with RichProgress() as progress:
+            result = create_backup(settings, dest, progress)
+    except CamvaultError as exc:
+        _fail(exc.message)
+    _echo(
+        f"backup written to {result.path}: {_size(result.bytes)} in {result.seconds:.1f} s "
+        f"({result.commits} commits, {result.objects} content objects, {result.rows} rows)"
+    )
+
+
+@app.command("restore")
+def restore_command(
+    src: Annotated[Path, typer.Argument(help="Backup directory written by camvault backup.")],
+    data: DataOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Restore a backup into a new data directory (and an empty database, with PostgreSQL)."""
+    from camvault.errors import CamvaultError
+    from camvault.progress import RichProgress
+    from camvault.services.restore import restore_backup
+
+    settings = make_settings(data, database_url)
+    try:
+        with RichProgress() as progress:
+            result = restore_backup(settings, src, progress)
+    except CamvaultError as exc:
+        _fail(exc.message)
+    _echo(
+        f"restored {result.commits} commits, {result.objects} content objects and "
+        f"{result.rows} rows into {result.path} in {result.seconds:.1f} s"
+        + (f"; replayed {result.replayed} later commits" if result.replayed else "")
+    )
+    _echo("Sessions are not restored: everyone logs in again.")
+
+
 def main() -> None:
     app()

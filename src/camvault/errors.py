@@ -126,3 +126,10 @@ class StorageError(CamvaultError):
 
     code = "storage_error"
     status = 500
+
+
+class BackupError(CamvaultError):
+    """A backup cannot be written or restored (damaged, incomplete, newer, target in use)."""
+
+    code = "backup_error"
+    status = 400

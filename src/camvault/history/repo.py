@@ -419,11 +419,18 @@ class VaultRepo:
             return False
         return True
 
-    def commits_since(self, base: str | None) -> list[CommitInfo]:
-        """Vault commits on main's first-parent line after ``base`` (exclusive), oldest first."""
+    def commits_since(self, base: str | None, *, head: str | None = None) -> list[CommitInfo]:
+        """Vault commits on main's first-parent line after ``base`` (exclusive), oldest first.
+
+        ``head`` walks back from that commit instead of main's current tip (a backup pins
+        the commit it bundled while main keeps moving).
+        """
         if base is not None:
             _check_commit_id("base", base)
-        head = self.head
+        if head is not None:
+            _check_commit_id("head", head)
+        else:
+            head = self.head
         out: list[CommitInfo] = []
         oid = head
         while oid is not None and oid != base:
