@@ -24,6 +24,7 @@ SCRIPTS = (
     "ws_fanout",
     "ws_idle",
     "ws_restart",
+    "import_files",
 )
 
 
