@@ -95,6 +95,8 @@ def print_import_report(report: ImportReport, echo: Echo) -> None:
             )
     for refusal in report.refused:
         echo(f"refused: {refusal.source}: {refusal.reason} [{refusal.code}]")
+    for warning in report.warnings:
+        echo(f"warning: {warning}")
     total = sum(item.size for item in report.imported)
     echo("")
     echo(f"{verb}: {len(report.imported)} files, {_size(total)}")

@@ -3,14 +3,16 @@ versions with their authors, dates, messages and bytes; LFS pointers are resolve
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pygit2
 import pytest
 from anyio import to_thread
-from git_source import LFS_SPEC, SourceRepo, build_source
-from helpers import Vault, upload
+from git_source import LFS_SPEC, SourceRepo, build_source, isolated_env
+from helpers import HDF5, Vault, upload
 
 from camvault.core import Camvault
 from camvault.services.git_import import GitImport
@@ -38,6 +40,8 @@ async def test_every_commit_becomes_a_version_with_author_date_message_and_bytes
     assert {r.source: r.code for r in report.refused} == source.refused
     assert report.failed
     assert [d.name for d in report.deleted] == ["9999999.nc"]
+    assert report.deleted[0].source == f"{source.commits[-1][:12]}:programs/old/9999999.nc"
+    assert report.warnings == []
     async with await vault.login("admin") as admin:
         listing = (await admin.get("/api/files")).json()["groups"]
         live = sorted(r["filename"] for g in listing.values() for r in g)
@@ -120,3 +124,82 @@ async def test_an_unreachable_source_is_a_clear_error(vault: Vault, tmp_path: Pa
         await run_import(vault.camvault, f"file://{tmp_path / 'nothing-here'}")
     leftovers = [p.name for p in vault.camvault.tmp_dir.iterdir() if p.name != ".lock"]
     assert leftovers == []
+
+
+def git(repo: Path, env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(repo), *args], env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+async def test_a_merge_counts_once_on_the_main_line(vault: Vault, tmp_path: Path) -> None:
+    env = isolated_env(tmp_path / "home")
+    env.update(GIT_AUTHOR_NAME="Ann", GIT_AUTHOR_EMAIL="ann@x", GIT_COMMITTER_NAME="Ann",
+               GIT_COMMITTER_EMAIL="ann@x")  # fmt: skip
+    repo = tmp_path / "merged"
+    git(tmp_path, env, "init", "-q", "-b", "main", str(repo))
+    (repo / "1234567.nc").write_bytes(b"G0 main 1\n")
+    git(repo, env, "add", "-A")
+    git(repo, env, "commit", "-qm", "start")
+    git(repo, env, "checkout", "-qb", "feature")
+    (repo / "7777777.nc").write_bytes(b"G0 feature a\n")
+    git(repo, env, "add", "-A")
+    git(repo, env, "commit", "-qm", "feature a")
+    (repo / "7777777.nc").write_bytes(b"G0 feature b\n")
+    git(repo, env, "commit", "-qam", "feature b")
+    git(repo, env, "checkout", "-q", "main")
+    (repo / "1234567.nc").write_bytes(b"G0 main 2\n")
+    git(repo, env, "commit", "-qam", "main 2")
+    git(repo, env, "merge", "-q", "--no-ff", "-m", "Merge feature", "feature")
+
+    report = await run_import(vault.camvault, str(repo))
+    assert not report.failed
+    commits = vault.camvault.vault.repo.all_commits()
+    assert [(c.filename, c.version, c.message) for c in commits] == [
+        ("1234567.nc", 1, "start"),
+        ("1234567.nc", 2, "main 2"),
+        ("7777777.nc", 1, "Merge feature"),
+    ]
+    async with await vault.login("admin") as admin:
+        got = await admin.get("/api/files/7777777.nc/content")
+        assert got.content == b"G0 feature b\n"
+
+
+async def test_a_version_whose_lfs_object_is_missing_is_refused(
+    vault: Vault, tmp_path: Path
+) -> None:
+    env = isolated_env(tmp_path / "home")
+    env.update(GIT_AUTHOR_NAME="Ann", GIT_AUTHOR_EMAIL="ann@x", GIT_COMMITTER_NAME="Ann",
+               GIT_COMMITTER_EMAIL="ann@x")  # fmt: skip
+    repo = tmp_path / "lossy"
+    git(tmp_path, env, "init", "-q", "-b", "main", str(repo))
+    git(repo, env, "lfs", "track", "*.mcam")
+    (repo / "1111111.mcam").write_bytes(HDF5 + b"kept")
+    git(repo, env, "add", "-A")
+    git(repo, env, "commit", "-qm", "good")
+    # A pointer whose object was never pushed (someone committed with LFS misconfigured).
+    lost = HDF5 + b"lost"
+    pointer = f"version {LFS_SPEC.split()[1]}\noid sha256:{hashlib.sha256(lost).hexdigest()}\n"
+    (repo / "2222222.mcam").write_bytes(f"{pointer}size {len(lost)}\n".encode())
+    git(repo, env, "add", "-A")
+    git(repo, env, "commit", "-qm", "lossy")
+
+    report = await run_import(vault.camvault, str(repo))
+    assert [(r.source.split(":")[1], r.code) for r in report.refused] == [
+        ("2222222.mcam", "lfs_missing")
+    ]
+    assert len(report.warnings) == 1 and "lfs fetch" in report.warnings[0]
+    assert [d.name for d in report.imported] == ["1111111.mcam"]
+
+
+async def test_a_password_in_the_source_url_never_reaches_the_error(vault: Vault) -> None:
+    from e2e.server import free_port
+
+    from camvault.errors import BadRequest
+
+    url = f"http://importer:s3cret-token@127.0.0.1:{free_port()}/shop.git"
+    with pytest.raises(BadRequest) as caught:
+        await run_import(vault.camvault, url)
+    assert "git clone of http://***@127.0.0.1" in caught.value.message
+    assert "s3cret" not in caught.value.message

@@ -58,6 +58,12 @@ _MAX_AUTHOR = 64
 GIT_METADATA = frozenset({".gitattributes", ".gitignore", ".gitmodules", ".mailmap"})
 
 
+class LfsMissing(BadRequest):
+    """A version's Git LFS object is not available from the source: that version is refused."""
+
+    code = "lfs_missing"
+
+
 @dataclass(frozen=True)
 class _Author:
     name: str
@@ -73,7 +79,7 @@ class _Change:
     commit: str
     key: str
     name: str
-    path: str | None
+    path: str
     oid: str | None
     size: int
     lfs_oid: str | None
@@ -81,7 +87,7 @@ class _Change:
 
     @property
     def source(self) -> str:
-        return f"{self.commit[:12]}:{self.path or self.name}"
+        return f"{self.commit[:12]}:{self.path}"
 
 
 class GitImport:
@@ -103,7 +109,9 @@ class GitImport:
         work.mkdir(parents=True)
         try:
             clone = work / "source.git"
-            _clone(source, clone)
+            warning = _clone(source, clone)
+            if warning:
+                self.report.warnings.append(warning)
             repo = pygit2.Repository(str(clone))
             self._read_vault(repo)
             changes = list(self._plan(repo))
@@ -141,12 +149,10 @@ class GitImport:
                     if base is not None
                     else commit.tree.diff_to_tree(swap=True)
                 )
-                touched: dict[str, str] = {}
+                touched: dict[str, str] = {}  # name key -> a path of this commit holding it
                 for delta in diff.deltas:
-                    if (
-                        PurePosixPath(delta.new_file.path or delta.old_file.path).name
-                        in GIT_METADATA
-                    ):
+                    path = delta.new_file.path or delta.old_file.path
+                    if PurePosixPath(path).name in GIT_METADATA:
                         continue
                     if delta.status != DeltaStatus.ADDED:
                         self._forget(paths, delta.old_file.path)
@@ -155,10 +161,10 @@ class GitImport:
                         name = self._valid_name(str(commit.id), new.path, int(new.mode))
                         if name is not None:
                             paths.setdefault(name_key(name), {})[new.path] = str(new.id)
-                    name = PurePosixPath(delta.new_file.path or delta.old_file.path).name
-                    touched[name_key(name)] = name
-                for key in sorted(touched):
-                    change = self._change(repo, sizes, commit, author, key, paths.get(key, {}))
+                    touched[name_key(PurePosixPath(path).name)] = path
+                for key, path in sorted(touched.items()):
+                    at = paths.get(key, {})
+                    change = self._change(repo, sizes, commit, author, key, path, at)
                     if change is not None:
                         yield change
 
@@ -169,12 +175,14 @@ class GitImport:
         commit: pygit2.Commit,
         author: _Author,
         key: str,
+        touched: str,
         at: dict[str, str],
     ) -> _Change | None:
         commit_id = str(commit.id)
         if not at:
             # Gone from the tree (or never valid): a delete, if the vault has it from us.
-            return _Change(commit_id, key, "", None, None, 0, None, author)
+            name = PurePosixPath(touched).name
+            return _Change(commit_id, key, name, touched, None, 0, None, author)
         path = sorted(at)[0]
         if len(at) > 1:
             sources = tuple(shown(f"{commit_id[:12]}:{p}") for p in sorted(at))
@@ -259,7 +267,7 @@ class GitImport:
             lfs_path = clone / "lfs" / "objects" / change.lfs_oid[:2] / change.lfs_oid[2:4]
             lfs_path = lfs_path / change.lfs_oid
             if not lfs_path.is_file():
-                raise BadRequest(
+                raise LfsMissing(
                     f"its Git LFS object {change.lfs_oid} is not available from the source "
                     "(is git-lfs installed, and does the source's LFS server have it?)"
                 )
@@ -439,7 +447,8 @@ def _redact(text: str, source: str) -> str:
     return text.replace(userinfo, "***") if userinfo else text
 
 
-def _run(args: list[str], source: str, *, git_dir: Path | None = None) -> None:
+def _run(args: list[str], source: str, *, git_dir: Path | None = None, check: bool = True) -> str:
+    """Run git; a failure raises BadRequest (``check``) or is returned as its message."""
     try:
         done = subprocess.run(  # noqa: S603 - fixed argv, no shell
             [git_program(), *args],
@@ -451,18 +460,25 @@ def _run(args: list[str], source: str, *, git_dir: Path | None = None) -> None:
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise StorageError(_redact(f"cannot run git: {exc}", source)) from exc
-    if done.returncode != 0:
-        said = _redact(done.stderr.strip() or done.stdout.strip(), source)
-        raise BadRequest(f"git {args[0]} of {_redact(source, source)} failed: {said}")
+    if done.returncode == 0:
+        return ""
+    said = _redact(done.stderr.strip() or done.stdout.strip(), source)
+    command = " ".join(args[:2] if args[0] == "lfs" else args[:1])
+    message = f"git {command} of {_redact(source, source)} failed: {said}"
+    if check:
+        raise BadRequest(message)
+    return message
 
 
-def _clone(source: str, dest: Path) -> None:
-    """A bare clone of ``source`` plus every LFS object its history references."""
+def _clone(source: str, dest: Path) -> str:
+    """A bare clone of ``source`` plus every LFS object its history references; returns a
+    warning when LFS content could not all be fetched (those versions are then refused)."""
     local = Path(source)
     url = local.resolve().as_uri() if "://" not in source and local.exists() else source
     _run(["clone", "--bare", "--quiet", "--", url, str(dest)], source)
-    if _has_git_lfs():
-        _run(["lfs", "fetch", "--all", "origin"], source, git_dir=dest)
+    if not _has_git_lfs():
+        return "git-lfs is not installed: versions stored in Git LFS cannot be imported"
+    return _run(["lfs", "fetch", "--all", "origin"], source, git_dir=dest, check=False)
 
 
 def _has_git_lfs() -> bool:

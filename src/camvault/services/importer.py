@@ -102,6 +102,7 @@ class ImportReport:
     deleted: list[Done] = field(default_factory=list)  # git imports: deleted in the source
     refused: list[Refusal] = field(default_factory=list)
     duplicates: list[Duplicate] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
