@@ -293,7 +293,11 @@ def import_command(
         ),
     ] = None,
     user: Annotated[
-        str, typer.Option("--user", help="Account the imported files are credited to.")
+        str,
+        typer.Option(
+            "--user",
+            help="Account a folder import is credited to (a git import keeps each author).",
+        ),
     ] = "admin",
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only report what would be imported.")

@@ -69,6 +69,10 @@ class ProgressBar:
             self._progress.update(self._task, files=self._files)
 
 
+def _version(number: int) -> str:
+    return f" (version {number})" if number else ""
+
+
 def _size(nbytes: int) -> str:
     return f"{nbytes / 1_000_000:,.1f} MB"
 
@@ -77,11 +81,11 @@ def print_import_report(report: ImportReport, echo: Echo) -> None:
     """Everything not imported with its reason, then one line per category."""
     verb = "would import" if report.dry_run else "imported"
     for item in report.imported:
-        echo(f"{verb}: {item.name} <- {item.source} (version {item.version})")
+        echo(f"{verb}: {item.name} <- {item.source}{_version(item.version)}")
     for item in report.deleted:
         echo(f"{'would delete' if report.dry_run else 'deleted'}: {item.name} <- {item.source}")
     for item in report.already:
-        echo(f"already in the vault: {item.name} <- {item.source} (version {item.version})")
+        echo(f"already in the vault: {item.name} <- {item.source}{_version(item.version)}")
     for dup in report.duplicates:
         if dup.identical:
             echo(

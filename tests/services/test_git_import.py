@@ -80,6 +80,8 @@ async def test_a_rerun_imports_nothing_twice(vault: Vault, source: SourceRepo) -
     head = vault.camvault.vault.repo.head
     again = await run_import(vault.camvault, f"file://{source.path}")
     assert again.imported == [] and again.deleted == []
+    # Every version and the delete: known by (source commit, name).
+    assert len(again.already) == len(first.imported) + len(first.deleted)
     assert vault.camvault.vault.repo.head == head
     assert {r.source for r in again.refused} == {r.source for r in first.refused}
 

@@ -230,7 +230,11 @@ class GitImport:
     # --- applying one change --------------------------------------------------------------
 
     def _apply(self, clone: Path, change: _Change) -> None:
-        if (change.commit, change.key) in self._done or change.key in self._blocked:
+        if (change.commit, change.key) in self._done:
+            self.report.already.append(Done(shown(change.name), change.source, 0, change.size))
+            self.progress.advance(change.size)
+            return
+        if change.key in self._blocked:  # reported once, when it was blocked
             self.progress.advance(change.size)
             return
         if change.oid is None:
