@@ -4,15 +4,28 @@ the server keeps working, and its WebSocket clients see what the other process c
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from pathlib import Path
 
+import anyio
 import pytest
 from anyio import to_thread
 from git_source import build_source
 from helpers import HDF5, PASSWORD
 
 from e2e.live import LiveClient
-from e2e.server import Launcher, Server, checkin, run_cli, upload
+from e2e.server import (
+    Launcher,
+    Server,
+    camvault_command,
+    checkin,
+    clean_env,
+    git_fsck,
+    isolated_git_env,
+    run_cli,
+    upload,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 
@@ -58,7 +71,7 @@ async def test_import_with_the_server_running_reaches_its_live_clients(
         assert done.returncode == 1, "a refused file makes the exit status non-zero"
         assert "refused: 2023/readme.txt: files of type .txt are not allowed" in done.stdout
         assert "imported: 3 files" in done.stdout, done.stdout
-        assert "files" in done.stderr, "the progress bar goes to stderr"
+        assert "files" in done.stderr and "ETA" in done.stderr, "the progress bar: stderr"
         for name in contents:
             await live.wait_for(
                 lambda f, n=name: (
@@ -150,3 +163,50 @@ def test_import_without_the_user_fails_cleanly(tmp_path: Path) -> None:
     done = run_cli("import", str(tmp_path / "tree"), "--data", str(tmp_path / "data"))
     assert done.returncode == 1
     assert "no user named 'admin'" in done.stderr
+
+
+async def test_an_import_killed_midway_leaves_nothing_partial_and_a_rerun_finishes(
+    launch: Launcher, tmp_path: Path, server_database_url: str | None
+) -> None:
+    data = tmp_path / "data"
+    server = launch.start(data, admin_password=PASSWORD, database_url=server_database_url)
+    token = server.login("admin", PASSWORD)
+    tree = tmp_path / "share"
+    tree.mkdir()
+    contents = {f"{1_000_000 + i}_A1.mcam": HDF5 + os.urandom(1_500_000) for i in range(25)}
+    for name, content in contents.items():
+        (tree / name).write_bytes(content)
+    args = [camvault_command(), "import", str(tree), "--data", str(data)]
+    proc = subprocess.Popen(
+        [*args, *db_args(server_database_url)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=clean_env(),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(files_of(server, token)) < 3:
+            assert time.monotonic() < deadline and proc.poll() is None, "import too fast/slow"
+            await anyio.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.wait()
+    done_before = files_of(server, token)
+    assert 3 <= len(done_before) < len(contents)
+
+    again = await to_thread.run_sync(
+        lambda: run_cli("import", str(tree), "--data", str(data), *db_args(server_database_url))
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"skipped, already in the vault: {len(done_before)}" in again.stdout
+    listed = files_of(server, token)
+    assert sorted(listed) == sorted(contents)
+    with server.client(token) as http:
+        for name, content in contents.items():
+            assert http.get(f"/api/files/{name}/content").content == content
+            assert len(http.get(f"/api/files/{name}/versions").json()) == 1
+    # The killed process's tmp dir was swept by the re-run; nothing else is left behind.
+    leftovers = [p for p in (data / "tmp").iterdir() if p.is_dir()]
+    assert len(leftovers) == 1, "only the running server's own tmp dir"
+    env = isolated_git_env(tmp_path / "home")
+    git_fsck(data / "vault.git", env)

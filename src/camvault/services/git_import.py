@@ -240,6 +240,12 @@ class GitImport:
         if change.oid is None:
             self._delete(change)
             return
+        if change.size == 0 or change.size > self.vault.settings.max_upload_bytes:
+            try:  # refused by its size alone: no need to copy it first
+                self.vault.check_new_file(change.name, b"", change.size)
+            except REFUSED as exc:
+                self._refuse(change.source, exc.code, exc.message)
+                return
         try:
             upload = self._fetch(clone, change, change.oid)
         except BadRequest as exc:
