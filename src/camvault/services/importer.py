@@ -182,7 +182,13 @@ class FolderImport:
         if not root.is_dir():
             yield from self._consider(root, root.name, root.parent)
             return
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+
+        def unreadable(exc: OSError) -> None:
+            # os.walk skips a folder it cannot list unless told: report it instead.
+            where = Path(exc.filename or root).relative_to(root).as_posix()
+            self._refuse(where, "unreadable", f"cannot list this folder: {exc.strerror}")
+
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=False, onerror=unreadable):
             dirnames.sort()
             here = Path(dirpath)
             for dirname in list(dirnames):
