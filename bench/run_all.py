@@ -25,6 +25,7 @@ SCRIPTS = (
     "ws_idle",
     "ws_restart",
     "mirror_push",
+    "import_files",
 )
 
 

@@ -331,5 +331,73 @@ def restore_command(
     _echo("Sessions are not restored: everyone logs in again.")
 
 
+@app.command()
+def rebuild(data: DataOption = None, database_url: DatabaseOption = None) -> None:
+    """Rebuild the file index and versions from vault.git (users and locks are kept).
+
+    Safe with a server running: it runs in one write transaction, which the server's
+    writes wait for. Exits 1 if some version's LFS content is missing.
+    """
+    from camvault.console import print_rebuild_report
+    from camvault.services.rebuild import rebuild as rebuild_index
+
+    with _opened(data, database_url) as camvault:
+        report = rebuild_index(camvault.db, camvault.vault.repo, camvault.vault.store)
+    print_rebuild_report(report, _echo)
+    if report.missing_content:
+        raise typer.Exit(1)
+
+
+@app.command("import")
+def import_command(
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="Folder (or single file) of CAM files to import.", show_default=False),
+    ] = None,
+    from_git: Annotated[
+        str | None,
+        typer.Option(
+            "--from-git",
+            help="Import a git repository's history instead (URL or path; LFS resolved).",
+            show_default=False,
+        ),
+    ] = None,
+    user: Annotated[
+        str,
+        typer.Option(
+            "--user",
+            help="Account a folder import is credited to (a git import keeps each author).",
+        ),
+    ] = "admin",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only report what would be imported.")
+    ] = False,
+    data: DataOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Import a folder tree of CAM files (each becomes version 1), or a git history.
+
+    Invalid names, refused content, duplicate names and names the vault holds with other
+    content are reported, never overwritten; the exit status is 1 if anything was refused.
+    Re-running continues where an interrupted run stopped. Works with the server running.
+    """
+    from camvault.console import ProgressBar, print_import_report
+
+    if (path is None) == (from_git is None):
+        _fail("give either a PATH to import or --from-git URL")
+    with _opened(data, database_url) as camvault, ProgressBar("importing") as bar:
+        from camvault.services.git_import import GitImport
+        from camvault.services.importer import FolderImport, find_user
+
+        if path is not None:
+            account = find_user(camvault.db, user)
+            report = FolderImport(camvault.vault, account, dry_run=dry_run, progress=bar).run(path)
+        elif from_git is not None:
+            report = GitImport(camvault.vault, dry_run=dry_run, progress=bar).run(from_git)
+    print_import_report(report, _echo)
+    if report.failed:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()

@@ -29,6 +29,7 @@ class EventType(StrEnum):
     FILE_LOCK_BROKEN = "file.lock_broken"
     FILE_DELETED = "file.deleted"
     FILE_RECOVERED = "file.recovered"
+    INDEX_REBUILT = "index.rebuilt"
     USER_LOGGED_IN = "user.logged_in"
     USER_LOGGED_OUT = "user.logged_out"
     USER_CREATED = "user.created"

@@ -20,6 +20,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 
 from camvault.errors import (
     BadRequest,
+    EmptyFile,
     Exists,
     Forbidden,
     LockedByOther,
@@ -27,6 +28,7 @@ from camvault.errors import (
     NotLocked,
     NotLockHolder,
     RateLimited,
+    TooLarge,
 )
 from camvault.events.log import EventType, append, get_meta, set_meta
 from camvault.history.lfs import ContentStore
@@ -41,7 +43,7 @@ from camvault.services.auth import User
 from camvault.services.recovery import catch_up, index_commit
 from camvault.services.shop import ShopSettings
 from camvault.services.snapshot import SnapshotCache
-from camvault.services.uploads import ReceivedUpload, receive_multipart
+from camvault.services.uploads import ReceivedUpload, megabytes, receive_multipart
 from camvault.services.writer import Writer
 from camvault.settings import Settings
 from camvault.store.db import Database
@@ -161,6 +163,18 @@ class VaultService:
 
         return await to_thread.run_sync(check)
 
+    def check_new_file(self, name: str, head: bytes, size: int) -> str:
+        """The checks a new file's name and content pass, uploaded or imported; returns the
+        name. ``head`` is the content's first bytes (at least the longest signature)."""
+        name = validate_name(name, self.rules)
+        if size == 0:
+            raise EmptyFile("the file is empty")
+        if size > self.shop.current.max_upload_bytes:
+            limit = megabytes(self.shop.current.max_upload_bytes)
+            raise TooLarge(f"the file is larger than the limit of {limit}")
+        check_signature(name, head, self.shop.current.signatures)
+        return name
+
     def is_lfs(self, filename: str) -> bool:
         return self.repo.wants_lfs(filename)
 
@@ -218,7 +232,7 @@ class VaultService:
             on_file_start=precheck,
         )
 
-    def _stage_content(self, filename: str, upload: ReceivedUpload) -> str | None:
+    def stage_content(self, filename: str, upload: ReceivedUpload) -> str | None:
         """Put the bytes where the commit needs them; returns the git blob id for plain files.
 
         Content is content-addressed, so staging before the commit is harmless if the
@@ -241,13 +255,12 @@ class VaultService:
 
         upload = await self._receive(chunks, content_type, precheck)
         try:
-            name = validate_name(upload.filename or "", self.rules)
-            check_signature(name, upload.head, self.shop.current.signatures)
+            name = self.check_new_file(upload.filename or "", upload.head, upload.size)
             description = _text(upload.fields, "description", MAX_DESCRIPTION)
             message = _text(upload.fields, "message", MAX_MESSAGE) or f"Add {name}"
-            blob_id = await to_thread.run_sync(self._stage_content, name, upload)
+            blob_id = await to_thread.run_sync(self.stage_content, name, upload)
             return await self.writer.run(
-                self._commit_upload, user, name, upload, blob_id, description, message
+                self.commit_upload, user, name, upload, blob_id, description, message
             )
         finally:
             upload.discard()
@@ -257,7 +270,7 @@ class VaultService:
             if file_row(conn, name_key(name)) is not None:
                 raise Exists(f"a file named {name!r} already exists (names ignore case)")
 
-    def _commit_upload(
+    def commit_upload(
         self,
         user: User,
         name: str,
@@ -265,7 +278,11 @@ class VaultService:
         blob_id: str | None,
         description: str,
         message: str,
+        action: str = "upload",
     ) -> dict[str, Any]:
+        """The write transaction of an upload (or an import: ``action="import"``); blocking.
+
+        Raises Exists if a live file has the name by now."""
         with self.db.write() as conn:
             self.catch_up(conn)
             existing = file_row(conn, name_key(name), include_deleted=True)
@@ -275,11 +292,11 @@ class VaultService:
                 )
             version = 1 if existing is None else existing.version + 1
             revision = "1.0" if existing is None else next_revision(existing.revision, major=True)
-            record = self._commit_version(
+            record = self.commit_version(
                 conn,
-                user=user,
+                author=user.username,
                 name=name,
-                action="upload",
+                action=action,
                 version=version,
                 revision=revision,
                 sha256=upload.sha256,
@@ -295,7 +312,7 @@ class VaultService:
                 actor=user.username,
                 filename=name,
                 version=version,
-                data={"file": record, "message": message},
+                data={"file": record, "message": message, "action": action},
             )
             return record
 
@@ -323,7 +340,7 @@ class VaultService:
                 if "description" in upload.fields
                 else None
             )
-            blob_id = await to_thread.run_sync(self._stage_content, filename, upload)
+            blob_id = await to_thread.run_sync(self.stage_content, filename, upload)
             return await self.writer.run(
                 self._commit_checkin,
                 user,
@@ -368,9 +385,9 @@ class VaultService:
             self.catch_up(conn)
             row = self._require_holder(conn, user, name)
             version = row.version + 1
-            record = self._commit_version(
+            record = self.commit_version(
                 conn,
-                user=user,
+                author=user.username,
                 name=row.filename,
                 action="checkin",
                 version=version,
@@ -393,11 +410,11 @@ class VaultService:
             )
             return record
 
-    def _commit_version(
+    def commit_version(
         self,
         conn: Connection,
         *,
-        user: User,
+        author: str,
         name: str,
         action: str,
         version: int,
@@ -409,9 +426,15 @@ class VaultService:
         description: str,
         file_id: int | None,
         release_lock: bool = False,
+        when: datetime | None = None,
+        email: str | None = None,
+        source: str | None = None,
     ) -> dict[str, Any]:
-        """Git commit, then the file index and version rows, in the caller's transaction."""
-        now = datetime.now(UTC)
+        """Git commit, then the file index and version rows, in the caller's transaction.
+
+        ``when``, ``email`` and ``source`` are for imported history (see history/repo.py)."""
+        # Whole seconds, as git records them: the index rebuilt from git is then identical.
+        now = datetime.now(UTC).replace(microsecond=0) if when is None else when
         commit = self.repo.commit_change(
             filename=name,
             action=action,
@@ -421,16 +444,18 @@ class VaultService:
             size=size,
             lfs=self.is_lfs(name),
             blob_id=blob_id,
-            author=user.username,
+            author=author,
             message=message,
             when=now,
             expected_head=get_meta(conn, "git_head"),
             keep_lock=action == "checkin" and not release_lock,
+            email=email,
+            source=source,
         )
         info = CommitInfo(
             commit=commit, parent=None, filename=name, action=action, version=version,
-            revision=revision, sha256=sha256, size=size, author=user.username,
-            message=message, when=now,
+            revision=revision, sha256=sha256, size=size, author=author,
+            message=message, when=now, source=source,
         )  # fmt: skip
         file_id = index_commit(conn, info, file_id=file_id, description=description)
         if release_lock:
@@ -600,9 +625,9 @@ class VaultService:
                 blob_id = self.repo.create_blob_from_file(self.store.path_for(old.sha256))
             version = row.version + 1
             message = message or f"Revert {row.filename} to version {target}"
-            record = self._commit_version(
+            record = self.commit_version(
                 conn,
-                user=user,
+                author=user.username,
                 name=row.filename,
                 action="revert",
                 version=version,
@@ -634,37 +659,54 @@ class VaultService:
         with self.db.write() as conn:
             self.catch_up(conn)
             row = self._require_file(conn, name)
-            if row.lock_user is not None:
-                raise LockedByOther(
-                    f"{row.filename} is checked out by {row.lock_user}; "
-                    "the lock must be released or broken before deleting"
-                )
-            version = row.version + 1
-            message = message or f"Delete {row.filename}"
-            commit = self.repo.commit_change(
-                filename=row.filename,
-                action="delete",
-                version=version,
-                revision=row.revision,
-                sha256=row.sha256,
-                size=row.size,
-                lfs=self.is_lfs(row.filename),
-                blob_id=None,
-                author=admin.username,
-                message=message,
-                when=datetime.now(UTC),
-                expected_head=get_meta(conn, "git_head"),
+            self.commit_delete(conn, row, author=admin.username, message=message)
+
+    def commit_delete(
+        self,
+        conn: Connection,
+        row: Any,
+        *,
+        author: str,
+        message: str,
+        when: datetime | None = None,
+        email: str | None = None,
+        source: str | None = None,
+    ) -> None:
+        """Delete the file of ``row`` (from ``file_row``) in the caller's write transaction:
+        the git commit, the index flag and the event. Refused while someone holds its lock."""
+        if row.lock_user is not None:
+            raise LockedByOther(
+                f"{row.filename} is checked out by {row.lock_user}; "
+                "the lock must be released or broken before deleting"
             )
-            conn.execute(update(files).where(files.c.id == row.id).values(deleted=True))
-            set_meta(conn, "git_head", commit)
-            append(
-                conn,
-                EventType.FILE_DELETED,
-                actor=admin.username,
-                filename=row.filename,
-                version=row.version,
-                data={"filename": row.filename, "message": message},
-            )
+        version = row.version + 1
+        message = message or f"Delete {row.filename}"
+        commit = self.repo.commit_change(
+            filename=row.filename,
+            action="delete",
+            version=version,
+            revision=row.revision,
+            sha256=row.sha256,
+            size=row.size,
+            lfs=self.is_lfs(row.filename),
+            blob_id=None,
+            author=author,
+            message=message,
+            when=datetime.now(UTC) if when is None else when,
+            expected_head=get_meta(conn, "git_head"),
+            email=email,
+            source=source,
+        )
+        conn.execute(update(files).where(files.c.id == row.id).values(deleted=True))
+        set_meta(conn, "git_head", commit)
+        append(
+            conn,
+            EventType.FILE_DELETED,
+            actor=author,
+            filename=row.filename,
+            version=row.version,
+            data={"filename": row.filename, "message": message},
+        )
 
     # --- git is the history of record -----------------------------------------------------
 
