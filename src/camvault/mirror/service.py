@@ -53,7 +53,12 @@ class MirrorService:
         self.pusher = Pusher(self.repo_path, settings.mirror_timeout_seconds)
         self.lock = PushLock(db, settings.data)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake = asyncio.Event()
+        # Whether a mirror was configured when last looked: with none, commits do not wake
+        # the worker (it still polls, for a mirror configured by another instance).
+        self._active = False
+        self._wake = asyncio.Event()  # a commit was made (Database.on_commit)
+        self._kick = asyncio.Event()  # an admin configured the mirror or asked for a push
+        self._backing_off = False  # waiting for a retry: commits do not cut the wait short
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -197,17 +202,18 @@ class MirrorService:
             self._task = None
 
     def wake(self) -> None:
-        self._wake.set()
+        self._kick.set()
 
     def wake_threadsafe(self) -> None:
         loop = self._loop
-        if loop is not None and not loop.is_closed():
+        if self._active and loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._wake.set)
 
     async def _run(self) -> None:
         failures = 0
         while not self._stopping.is_set():
             self._wake.clear()
+            self._kick.clear()
             try:
                 delay = await self._step()
             except (SQLAlchemyError, OSError, pygit2.GitError):
@@ -224,7 +230,10 @@ class MirrorService:
         log.debug("mirror worker stopped")
 
     async def _wait(self) -> None:
-        waits = [asyncio.ensure_future(e.wait()) for e in (self._wake, self._stopping)]
+        events = [self._kick, self._stopping]
+        if not self._backing_off:
+            events.append(self._wake)
+        waits = [asyncio.ensure_future(e.wait()) for e in events]
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -234,6 +243,7 @@ class MirrorService:
     def _due(self, row: MirrorRow | None, head: str | None) -> float:
         """0 if a push is due now, else how long to sleep before looking again."""
         poll = self.settings.mirror_poll_seconds
+        self._backing_off = False
         if row is None:
             return poll
         if row.push_requested:
@@ -245,6 +255,7 @@ class MirrorService:
         if row.next_retry_at is not None:
             wait = (row.next_retry_at - state.now()).total_seconds()
             if wait > 0:
+                self._backing_off = True
                 return min(poll, wait)
         return 0
 
@@ -255,6 +266,7 @@ class MirrorService:
 
     async def _step(self) -> float:
         row, head = await to_thread.run_sync(self._read)
+        self._active = row is not None
         delay = self._due(row, head)
         if delay > 0:
             return delay
