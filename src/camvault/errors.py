@@ -91,6 +91,18 @@ class NotLocked(Conflict):
     code = "not_locked"
 
 
+class IsLink(Conflict):
+    """A .link entry cannot do what only a real file can (check out, check in)."""
+
+    code = "is_link"
+
+
+class HasLinks(Conflict):
+    """A master file with links pointing to it cannot be deleted."""
+
+    code = "has_links"
+
+
 class LastAdmin(Conflict):
     """The change would leave the vault without an active admin."""
 

@@ -61,6 +61,7 @@ def create_app(settings: Settings, camvault: Camvault | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(routes_auth.router)
     app.include_router(routes_files.router)
+    app.include_router(routes_files.links)
     app.include_router(routes_users.router)
     app.include_router(routes_audit.router)
     app.include_router(routes_settings.router)

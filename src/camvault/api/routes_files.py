@@ -14,6 +14,7 @@ from camvault.api.schemas import (
     CheckoutIn,
     FileList,
     FileRecord,
+    LinkIn,
     RevertIn,
     UnlockRequestIn,
     UnlockRequestOut,
@@ -25,6 +26,7 @@ from camvault.errors import BadRequest, RangeNotSatisfiable, TooLarge
 from camvault.services.vault import VaultService
 
 router = APIRouter(prefix="/api/files", tags=["files"])
+links = APIRouter(prefix="/api/links", tags=["files"])
 
 # Multipart framing (boundaries, part headers, small fields) on top of the file itself.
 MULTIPART_OVERHEAD = 256 * 1024
@@ -220,3 +222,16 @@ async def break_lock(
 async def delete_file(request: Request, name: str, admin: AdminUser) -> Response:
     await _vault(request).delete(admin, name)
     return Response(status_code=204)
+
+
+@links.post(
+    "",
+    status_code=201,
+    response_model=FileRecord,
+    responses=responses(400, 401, 403, 409, 413),
+    summary="Create a .link entry that stands for a master file",
+)
+async def create_link(request: Request, body: LinkIn, user: CurrentUser) -> dict[str, Any]:
+    return await _vault(request).create_link(
+        user, body.name, body.target, body.description, body.message
+    )

@@ -77,6 +77,9 @@ class FileRecord(BaseModel):
     modified_at: str
     modified_by: str
     lock: LockOut | None
+    link_target: str | None = Field(
+        description="For a .link entry, the master file it stands for (else null)"
+    )
 
 
 class FileList(BaseModel):
@@ -102,6 +105,13 @@ class CheckoutIn(BaseModel):
 
 class RevertIn(BaseModel):
     version: int = Field(ge=1, le=2**31 - 1)
+    message: str = Field(default="", max_length=4000)
+
+
+class LinkIn(BaseModel):
+    name: str = Field(max_length=255, description="The link's name, ending in .link")
+    target: str = Field(max_length=255, description="The master file it stands for")
+    description: str = Field(default="", max_length=1000)
     message: str = Field(default="", max_length=4000)
 
 

@@ -32,6 +32,8 @@ EMAIL_DOMAIN = "camvault.invalid"
 GITATTRIBUTES = ".gitattributes"
 
 LOCK_TRAILER = "Camvault-Lock"
+# A .link entry's master (its content names it too): a rebuild restores the link from it.
+LINK_TRAILER = "Camvault-Link"
 # The commit an imported version came from (``camvault import --from-git``): a re-run skips it.
 SOURCE_TRAILER = "Camvault-Source"
 _TRAILERS = (
@@ -67,6 +69,7 @@ class CommitInfo:
     # check-in recovered from git after a crash releases the lock exactly as it would have.
     lock_kept: bool = False
     source: str | None = None
+    link_target: str | None = None
 
 
 def _check_line(what: str, value: str) -> str:
@@ -145,6 +148,7 @@ def _parse_trailers(commit: pygit2.Commit) -> CommitInfo | None:
         when=datetime.fromtimestamp(commit.author.time, UTC),
         lock_kept=fields.get(LOCK_TRAILER) == "kept",
         source=fields.get(SOURCE_TRAILER),
+        link_target=fields.get(LINK_TRAILER),
     )
 
 
@@ -281,6 +285,7 @@ class VaultRepo:
         keep_lock: bool = False,
         email: str | None = None,
         source: str | None = None,
+        link_target: str | None = None,
     ) -> str:
         """Commit one change on ``main`` and move ``main`` from ``expected_head`` to it.
 
@@ -312,6 +317,8 @@ class VaultRepo:
                 raise ValueError(f"not a valid author email: {email!r}")
         if source is not None:
             _check_commit_id("source", source)
+        if link_target is not None:
+            _check_filename(link_target)
 
         # Fail before writing objects when main has visibly moved; the ref CAS below still
         # guards the window between this check and the update.
@@ -329,6 +336,8 @@ class VaultRepo:
             full_message += f"{LOCK_TRAILER}: kept\n"
         if source is not None:
             full_message += f"{SOURCE_TRAILER}: {source}\n"
+        if link_target is not None:
+            full_message += f"{LINK_TRAILER}: {link_target}\n"
         parents = [pygit2.Oid(hex=expected_head)] if expected_head else []
         try:
             commit_id = self._repo.create_commit(

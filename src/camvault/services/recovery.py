@@ -59,6 +59,7 @@ def index_commit(
         "modified_at": info.when,
         "modified_by": info.author,
         "deleted": False,
+        "link_target": info.link_target,
     }
     if description is not None:
         values["description"] = description

@@ -9,6 +9,9 @@ missing commits from git (the history of record) on the next write or at startup
 
 from __future__ import annotations
 
+import hashlib
+import os
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,10 +22,14 @@ from anyio import to_thread
 from sqlalchemy import Connection, delete, insert, select, update
 
 from camvault.errors import (
+    BadContent,
     BadRequest,
     EmptyFile,
     Exists,
     Forbidden,
+    HasLinks,
+    InvalidType,
+    IsLink,
     LockedByOther,
     NotFound,
     NotLocked,
@@ -36,6 +43,7 @@ from camvault.history.repo import CommitInfo, VaultRepo
 from camvault.names import (
     NameRules,
     check_signature,
+    extension_of,
     name_key,
     validate_name,
 )
@@ -58,6 +66,7 @@ from camvault.store.queries import (
 )
 
 MAX_MESSAGE = 4000
+MAX_LINK_BYTES = 1024
 MAX_DESCRIPTION = 1000
 
 # One request per asker and file per minute: enough to be heard, too little to nag.
@@ -73,6 +82,11 @@ class Content:
     size: int
     sha256: str
     version: int
+
+
+def is_link(name: str) -> bool:
+    """A .link entry aliases a master file (its content is the master's name)."""
+    return extension_of(name) == ".link"
 
 
 def clean_text(value: str, what: str, limit: int = MAX_MESSAGE) -> str:
@@ -173,6 +187,8 @@ class VaultService:
             limit = megabytes(self.shop.current.max_upload_bytes)
             raise TooLarge(f"the file is larger than the limit of {limit}")
         check_signature(name, head, self.shop.current.signatures)
+        if is_link(name) and size > MAX_LINK_BYTES:
+            raise BadContent(f"a .link file holds only the name of its master file ({name})")
         return name
 
     def is_lfs(self, filename: str) -> bool:
@@ -208,6 +224,9 @@ class VaultService:
         def read() -> Content:
             with self.db.read() as conn:
                 row = self._require_file(conn, name)
+                if row.link_target is not None:
+                    # A link downloads its master (any version asked for is the master's).
+                    row = self._require_master(conn, row)
                 if version is None or version == row.version:
                     sha, size, number = row.sha256, row.size, row.version
                 else:
@@ -292,11 +311,14 @@ class VaultService:
                 )
             version = 1 if existing is None else existing.version + 1
             revision = "1.0" if existing is None else next_revision(existing.revision, major=True)
+            # Checked in this transaction: the master cannot vanish between check and commit.
+            link_target = self._link_target(conn, name, upload) if is_link(name) else None
             record = self.commit_version(
                 conn,
                 author=user.username,
                 name=name,
                 action=action,
+                link_target=link_target,
                 version=version,
                 revision=revision,
                 sha256=upload.sha256,
@@ -429,6 +451,7 @@ class VaultService:
         when: datetime | None = None,
         email: str | None = None,
         source: str | None = None,
+        link_target: str | None = None,
     ) -> dict[str, Any]:
         """Git commit, then the file index and version rows, in the caller's transaction.
 
@@ -451,11 +474,12 @@ class VaultService:
             keep_lock=action == "checkin" and not release_lock,
             email=email,
             source=source,
+            link_target=link_target,
         )
         info = CommitInfo(
             commit=commit, parent=None, filename=name, action=action, version=version,
             revision=revision, sha256=sha256, size=size, author=author,
-            message=message, when=now, source=source,
+            message=message, when=now, source=source, link_target=link_target,
         )  # fmt: skip
         file_id = index_commit(conn, info, file_id=file_id, description=description)
         if release_lock:
@@ -492,6 +516,11 @@ class VaultService:
     def _checkout(self, user: User, name: str, message: str) -> dict[str, Any]:
         with self.db.write() as conn:
             row = self._require_file(conn, name)
+            if row.link_target is not None:
+                raise IsLink(
+                    f"{row.filename} is a link to {row.link_target}: "
+                    f"check out {row.link_target} instead"
+                )
             if row.lock_user == user.username:
                 return record_from_row(row)
             self._refuse_if_locked(row, user)
@@ -559,6 +588,65 @@ class VaultService:
                 data={"file": record, "holder": holder, "since": since, "reason": reason},
             )
             return record
+
+    # --- link files ----------------------------------------------------------------------
+
+    async def create_link(
+        self, user: User, name: str, target: str, description: str, message: str
+    ) -> dict[str, Any]:
+        """A new .link entry whose content names its master (an upload of that text)."""
+        if not is_link(name):
+            raise InvalidType(f"a link's name ends in .link ({name!r} does not)")
+        description = clean_text(description, "description", MAX_DESCRIPTION)
+        message = clean_text(message, "message") or f"Link {name} to {target}"
+        content = (target.strip() + "\n").encode()
+        upload = await to_thread.run_sync(self._upload_of, name, content)
+        try:
+            name = self.check_new_file(name, upload.head, upload.size)
+            await to_thread.run_sync(self._check_name_free, name)
+            blob_id = await to_thread.run_sync(self.stage_content, name, upload)
+            return await self.writer.run(
+                self.commit_upload, user, name, upload, blob_id, description, message
+            )
+        finally:
+            await to_thread.run_sync(upload.discard)
+
+    def _upload_of(self, name: str, content: bytes) -> ReceivedUpload:
+        """Bytes made by the server, as if they had been uploaded (blocking)."""
+        path = self.tmp_dir / f"link-{secrets.token_hex(8)}"
+        with open(path, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return ReceivedUpload(
+            tmp_path=path,
+            filename=name,
+            size=len(content),
+            sha256=hashlib.sha256(content).hexdigest(),
+            head=content[:64],
+        )
+
+    def _link_target(self, conn: Connection, name: str, upload: ReceivedUpload) -> str:
+        """The master a .link upload names: an existing file that is not itself a link."""
+        try:
+            # Staged already: the bytes are in the content store under their sha256.
+            text = self.store.path_for(upload.sha256).read_bytes().decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise BadContent(f"{name} must hold its master's file name as UTF-8 text") from None
+        if not text or "\n" in text:
+            raise BadContent(f"{name} must hold exactly one file name: the master it points to")
+        master = file_row(conn, name_key(text))
+        if master is None:
+            raise BadContent(f"{name} points to {text!r}, which is not in the vault")
+        if master.link_target is not None or is_link(master.filename):
+            raise BadContent(f"{name} points to {master.filename}, which is itself a link")
+        return str(master.filename)
+
+    def _require_master(self, conn: Connection, link: Any) -> Any:
+        master = file_row(conn, name_key(link.link_target))
+        if master is None:  # cannot happen while deletes refuse masters with links
+            raise NotFound(f"{link.filename} points to {link.link_target}, which is gone")
+        return master
 
     # --- asking the holder ----------------------------------------------------------------
 
@@ -673,7 +761,21 @@ class VaultService:
         source: str | None = None,
     ) -> None:
         """Delete the file of ``row`` (from ``file_row``) in the caller's write transaction:
-        the git commit, the index flag and the event. Refused while someone holds its lock."""
+        the git commit, the index flag and the event. Refused while someone holds its lock
+        or while links point to it."""
+        linked = [
+            r.filename
+            for r in conn.execute(
+                select(files.c.filename)
+                .where(files.c.link_target == row.filename, files.c.deleted.is_(False))
+                .order_by(files.c.name_key)
+            )
+        ]
+        if linked:
+            raise HasLinks(
+                f"{row.filename} cannot be deleted while links point to it: "
+                f"{', '.join(linked)}; delete those first"
+            )
         if row.lock_user is not None:
             raise LockedByOther(
                 f"{row.filename} is checked out by {row.lock_user}; "

@@ -81,6 +81,8 @@ files = Table(
     Column("modified_by", String(64), nullable=False),
     # a deleted file leaves the list; its versions and git history stay
     Column("deleted", Boolean, nullable=False, default=False),
+    # For a .link entry: the filename of the master it points to (else null).
+    Column("link_target", String(255), nullable=True, index=True),
 )
 
 versions = Table(
