@@ -47,12 +47,22 @@ export function createVaultView(root, actions) {
   toolbar.append(search, h("div", { class: "chips", role: "group", "aria-label": "Filter" },
                            filterButtons), newButton);
 
-  function rowKey(record, ctx) {
+  // A link shows its master's version and lock (the page holds the master's record too).
+  function shown(record, ctx) {
+    if (!record.link_target) return record;
+    const master = ctx.files.get(record.link_target);
+    return master
+      ? { ...record, version: master.version, revision: master.revision, size: master.size, lock: master.lock }
+      : { ...record, lock: null };
+  }
+
+  function rowKey(original, ctx) {
+    const record = shown(original, ctx);
     const lock = lockState(record, ctx.username, ctx.staleMs, ctx.now);
     // The age label changes per minute; the rest only when the record does.
     const ageBucket = lock.kind === "free" ? 0 : Math.floor(lock.age / MINUTE);
     const modifiedBucket = Math.floor((ctx.now - Date.parse(record.modified_at)) / MINUTE);
-    return [record.sha256, record.version, record.description, record.modified_at,
+    return [record.sha256, record.version, record.description, record.modified_at, record.link_target,
             record.lock?.user, record.lock?.since, lock.stale, ageBucket, modifiedBucket,
             ctx.online, ctx.isAdmin].join("|");
   }
@@ -63,12 +73,13 @@ export function createVaultView(root, actions) {
     const since = exact(record.lock.since);
     const age = lock.age < MINUTE ? "<1 min" : duration(lock.age);
     const title = record.lock.message ? `${since} — “${record.lock.message}”` : since;
+    const what = record.link_target ? "master checked out" : "checked out";
     if (lock.kind === "mine") {
       return h("span", { class: `badge mine${lock.stale ? " stale" : ""}`, title },
-               `checked out by you for ${age}`);
+               `${what} by you for ${age}`);
     }
     return h("span", { class: `badge other${lock.stale ? " stale" : ""}`, title },
-             `checked out by ${lock.user} for ${age}`);
+             `${what} by ${lock.user} for ${age}`);
   }
 
   function rowActions(record, ctx) {
@@ -80,6 +91,15 @@ export function createVaultView(root, actions) {
                     "aria-label": `${label} ${name}`, dataset: { action },
                     onclick: () => actions.rowAction(action, name), ...extra }, label);
     const buttons = [];
+    if (record.link_target) {
+      // A link is not checked out or in: its master is. It downloads the master.
+      const master = record.link_target;
+      buttons.push(button("Download", "download"));
+      buttons.push(h("button", { type: "button", class: "action", dataset: { action: "master" },
+        "aria-label": `Show ${master}, the master of ${name}`, onclick: () => actions.search(master) }, "Show master"));
+      if (ctx.isAdmin) buttons.push(button("Delete", "delete", { class: "action danger" }));
+      return buttons;
+    }
     if (lock.kind === "free") buttons.push(button("Check out", "checkout"));
     buttons.push(button("Download", "download"));
     if (lock.kind === "mine") {
@@ -93,15 +113,18 @@ export function createVaultView(root, actions) {
     return buttons;
   }
 
-  function buildRow(record, ctx) {
+  function buildRow(original, ctx) {
+    const record = shown(original, ctx);
     const lock = lockState(record, ctx.username, ctx.staleMs, ctx.now);
+    const canDrop = lock.kind === "mine" && !record.link_target; // a check-in goes to the master
     const row = h("div", {
-      class: `row${lock.stale ? " stale" : ""}`, role: "treeitem", dataset: { filename: record.filename },
-      ondragover: (event) => { if (lock.kind === "mine") { event.preventDefault(); row.classList.add("drop"); } },
+      class: `row${lock.stale ? " stale" : ""}${record.link_target ? " link" : ""}`, role: "treeitem",
+      dataset: { filename: record.filename },
+      ondragover: (event) => { if (canDrop) { event.preventDefault(); row.classList.add("drop"); } },
       ondragleave: () => row.classList.remove("drop"),
       ondrop: (event) => {
         row.classList.remove("drop");
-        if (lock.kind !== "mine") return;
+        if (!canDrop) return;
         event.preventDefault();
         const file = event.dataTransfer?.files?.[0];
         if (file) actions.openCheckin(record.filename, file);
@@ -109,6 +132,10 @@ export function createVaultView(root, actions) {
     },
       h("div", { class: "name" },
         h("span", { class: "filename" }, record.filename),
+        record.link_target
+          ? h("span", { class: "link-target", title: `A link: it stands for ${record.link_target}` },
+              h("span", { class: "tag" }, "link"), ` → ${record.link_target}`)
+          : null,
         h("span", { class: "description" }, record.description)),
       h("div", { class: "version", title: `version ${record.version}, revision ${record.revision}` },
         `v${record.version}`, h("span", { class: "revision" }, `rev ${record.revision}`)),
@@ -189,6 +216,7 @@ export function createVaultView(root, actions) {
       staleMs: (state.config?.stale_lock_hours ?? 24) * 3_600_000,
       now: ui.now,
       online: state.connection.status !== "offline",
+      files: state.files,
       expanded: ui.expanded,
       expandedAll: ui.query.trim() !== "",
       // Small vaults open fully; big ones start folded so the page stays fast.
