@@ -12,7 +12,15 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from camvault.api import routes_audit, routes_auth, routes_files, routes_meta, routes_users, ws
+from camvault.api import (
+    routes_audit,
+    routes_auth,
+    routes_dashboard,
+    routes_files,
+    routes_meta,
+    routes_users,
+    ws,
+)
 from camvault.api.errors import install_error_handlers
 from camvault.api.limits import BodyLimit
 from camvault.api.security import CurrentUser
@@ -48,6 +56,7 @@ def create_app(settings: Settings, camvault: Camvault | None = None) -> FastAPI:
     app.include_router(routes_files.router)
     app.include_router(routes_users.router)
     app.include_router(routes_audit.router)
+    app.include_router(routes_dashboard.router)
     app.include_router(ws.router)
     app.include_router(routes_meta.router)
     static = Path(str(resources.files("camvault.web").joinpath("static")))
