@@ -168,6 +168,7 @@ def checkins_chart(data: dict[str, Any], theme: Theme) -> bytes:
         label_font_size=12,
         major_label_font_size=12,
         legend_font_size=13,
+        legend_box_size=12,
         no_data_font_size=20,
         **palette,
     )
@@ -178,14 +179,12 @@ def checkins_chart(data: dict[str, Any], theme: Theme) -> bytes:
         height=320,
         js=[],  # no tooltips script: the chart is shown as an image
         legend_at_bottom=True,
-        legend_at_bottom_columns=MAX_SERIES,
+        legend_at_bottom_columns=4,
         show_minor_x_labels=False,
         truncate_label=-1,
         truncate_legend=20,
         print_values=False,
         no_data_text="No check-ins in the last 30 days",
-        margin=12,
-        spacing=8,
     )
     chart.x_labels = [f"{d.day} {MONTHS[d.month - 1]}" for d in days]
     # Every fifth day is labelled, counted back from today, so today always has its label.
