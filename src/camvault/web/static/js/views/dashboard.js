@@ -109,7 +109,8 @@ export function createDashboardView(root, actions) {
       if (chart.getAttribute("src") !== src) chart.setAttribute("src", src);
       const summary = checkinSummary(data);
       chart.setAttribute("alt", `Check-ins per day over the last 30 days, stacked by user. Totals: ${summary}.`);
-      chartLegend.textContent = `${data.checkins_total} check-ins in 30 days: ${summary}.`;
+      const n = data.checkins_total;
+      chartLegend.textContent = `${n} ${n === 1 ? "check-in" : "check-ins"} in 30 days: ${summary}.`;
     } else {
       chartLegend.textContent = "";
     }
