@@ -115,7 +115,7 @@ export function createAuditView(root, actions) {
         : "The log is empty: uploads, checkouts, check-ins and account changes appear here."));
     status.textContent = a.loading
       ? "Loading…"
-      : a.events === null ? "" : `${events.length} ${events.length === 1 ? "event" : "events"} shown${a.nextBefore ? "; older ones follow" : ""}.`;
+      : events.length === 0 ? "" : `${events.length} ${events.length === 1 ? "event" : "events"} shown${a.nextBefore ? "; older ones follow" : ""}.`;
     older.hidden = !a.nextBefore;
     older.disabled = a.loading;
   };
