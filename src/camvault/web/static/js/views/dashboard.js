@@ -74,7 +74,8 @@ export function createDashboardView(root, actions) {
       isAdmin: state.user?.role === "admin",
       online: state.connection.status !== "offline",
     };
-    const staleHours = state.config?.stale_lock_hours ?? 24;
+    // CONFIG_CHANGED (live shop settings) wins over the config read at sign-in.
+    const staleHours = state.settings?.stale_lock_hours ?? state.config?.stale_lock_hours ?? 24;
     const checkouts = activeCheckouts(state.files, state.user?.username, staleHours * 3_600_000, state.ui.now);
     checkoutCount.textContent = checkouts.length
       ? `${checkouts.length} ${checkouts.length === 1 ? "file" : "files"}; held over ${duration(staleHours * 3_600_000)} counts as stale`
