@@ -46,7 +46,11 @@ class RssSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.samples.append((time.perf_counter(), read_rss_kib(self.pid)))
+            try:
+                kib = read_rss_kib(self.pid)
+            except (FileNotFoundError, RuntimeError):
+                return  # the process exited (a zombie has no VmRSS): nothing left to sample
+            self.samples.append((time.perf_counter(), kib))
             self._stop.wait(self.interval)
 
     def __enter__(self) -> RssSampler:

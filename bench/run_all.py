@@ -24,6 +24,8 @@ SCRIPTS = (
     "ws_fanout",
     "ws_idle",
     "ws_restart",
+    "mirror_push",
+    "import_files",
 )
 
 
@@ -63,7 +65,7 @@ def summarize(names: list[str], suffix: str) -> None:
     print("\n== summary: measured vs goal (goals are targets, not pass/fail tests) ==")
     for name in names:
         path = RESULTS_DIR / f"{name}{suffix}.json"
-        if name in ("checkin", "list_files"):  # no SQLite-mode variant of these
+        if name in ("checkin", "list_files", "mirror_push"):  # no SQLite-mode variant
             path = RESULTS_DIR / f"{name}.json"
         if not path.exists():
             continue

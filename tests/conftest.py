@@ -8,19 +8,15 @@ so runs and tests never collide.
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import PASSWORD, Vault
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
+from helpers import PASSWORD, Vault, fresh_postgres_database
 
 from camvault.api.app import create_app
 from camvault.core import Camvault
 from camvault.settings import Settings
-from camvault.store.db import null_pool_engine
 
 PG_URL = os.environ.get("CAMVAULT_TEST_DATABASE_URL")
 BACKENDS = ["sqlite", "postgresql"] if PG_URL else ["sqlite"]
@@ -38,19 +34,8 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
         yield None
         return
     assert PG_URL is not None
-    name = f"camvault_t_{os.getpid()}_{secrets.token_hex(4)}"
-    admin = null_pool_engine(
-        make_url(PG_URL).set(drivername="postgresql+psycopg").render_as_string(False)
-    )
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    try:
+    with fresh_postgres_database(PG_URL) as url:
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from camvault.core import Camvault
 from camvault.services.auth import Role
+from camvault.store.db import null_pool_engine
 
 HDF5 = b"\x89HDF\r\n\x1a\n"
 PASSWORD = "correct-horse-battery"
@@ -78,3 +85,21 @@ async def checkin(
         files={"file": (name, content, "application/octet-stream")},
         data={"message": message, **fields},
     )
+
+
+@contextmanager
+def fresh_postgres_database(server_url: str) -> Iterator[str]:
+    """Create a new, empty database on the PostgreSQL server of ``server_url``; yield its URL
+    and drop it afterwards."""
+    name = f"camvault_t_{os.getpid()}_{secrets.token_hex(4)}"
+    admin = null_pool_engine(
+        make_url(server_url).set(drivername="postgresql+psycopg").render_as_string(False)
+    )
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import logging
 import socket
 import sys
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from camvault import logs
 from camvault.services.auth import Role
 from camvault.settings import Settings
 
@@ -124,6 +124,13 @@ def serve(
     tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
     log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
+    log_format: Annotated[
+        str,
+        typer.Option(
+            envvar="CAMVAULT_LOG_FORMAT",
+            help="text, or json: one object per line with the request id.",
+        ),
+    ] = "text",
 ) -> None:
     """Run the camvault server."""
     import uvicorn
@@ -137,9 +144,9 @@ def serve(
     )
     if (settings.tls_cert is None) != (settings.tls_key is None):
         _fail("--tls-cert and --tls-key go together")
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    if log_format not in ("text", "json"):
+        _fail("--log-format is text or json")
+    logs.configure(log_level, log_format)
     camvault = Camvault(settings)
     camvault.open_sync()
     password = camvault.bootstrap_admin()
@@ -154,8 +161,17 @@ def serve(
     scheme = "https" if settings.tls else "http"
     _echo(f"camvault listening on {scheme}://{settings.host}:{actual_port}")
     sys.stdout.flush()
+    app = create_app(settings, live)
+    if settings.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(
+            settings.metrics_port, addr=settings.metrics_host, registry=app.state.metrics.registry
+        )
+        _echo(f"metrics on http://{settings.metrics_host}:{settings.metrics_port}/metrics")
     config = uvicorn.Config(
-        create_app(settings, live),
+        app,
+        log_config=None,  # keep the handlers set up above (text or JSON)
         log_level=log_level.lower(),
         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,
         ssl_keyfile=str(settings.tls_key) if settings.tls_key else None,
@@ -259,6 +275,128 @@ def watch_command(
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(watch(server, token, emit=emit, count=count))
+
+
+def _size(count: int) -> str:
+    from rich.filesize import decimal
+
+    return decimal(count)
+
+
+@app.command("backup")
+def backup_command(
+    dest: Annotated[Path, typer.Argument(help="New directory to write the backup into.")],
+    data: DataOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Write a consistent backup of the vault (the server may keep running)."""
+    from camvault.errors import CamvaultError
+    from camvault.progress import RichProgress
+    from camvault.services.backup import create_backup
+
+    settings = make_settings(data, database_url)
+    try:
+        with RichProgress() as progress:
+            result = create_backup(settings, dest, progress)
+    except CamvaultError as exc:
+        _fail(exc.message)
+    _echo(
+        f"backup written to {result.path}: {_size(result.bytes)} in {result.seconds:.1f} s "
+        f"({result.commits} commits, {result.objects} content objects, {result.rows} rows)"
+    )
+
+
+@app.command("restore")
+def restore_command(
+    src: Annotated[Path, typer.Argument(help="Backup directory written by camvault backup.")],
+    data: DataOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Restore a backup into a new data directory (and an empty database, with PostgreSQL)."""
+    from camvault.errors import CamvaultError
+    from camvault.progress import RichProgress
+    from camvault.services.restore import restore_backup
+
+    settings = make_settings(data, database_url)
+    try:
+        with RichProgress() as progress:
+            result = restore_backup(settings, src, progress)
+    except CamvaultError as exc:
+        _fail(exc.message)
+    _echo(
+        f"restored {result.commits} commits, {result.objects} content objects and "
+        f"{result.rows} rows into {result.path} in {result.seconds:.1f} s"
+        + (f"; replayed {result.replayed} later commits" if result.replayed else "")
+    )
+    _echo("Sessions are not restored: everyone logs in again.")
+
+
+@app.command()
+def rebuild(data: DataOption = None, database_url: DatabaseOption = None) -> None:
+    """Rebuild the file index and versions from vault.git (users and locks are kept).
+
+    Safe with a server running: it runs in one write transaction, which the server's
+    writes wait for. Exits 1 if some version's LFS content is missing.
+    """
+    from camvault.console import print_rebuild_report
+    from camvault.services.rebuild import rebuild as rebuild_index
+
+    with _opened(data, database_url) as camvault:
+        report = rebuild_index(camvault.db, camvault.vault.repo, camvault.vault.store)
+    print_rebuild_report(report, _echo)
+    if report.missing_content:
+        raise typer.Exit(1)
+
+
+@app.command("import")
+def import_command(
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="Folder (or single file) of CAM files to import.", show_default=False),
+    ] = None,
+    from_git: Annotated[
+        str | None,
+        typer.Option(
+            "--from-git",
+            help="Import a git repository's history instead (URL or path; LFS resolved).",
+            show_default=False,
+        ),
+    ] = None,
+    user: Annotated[
+        str,
+        typer.Option(
+            "--user",
+            help="Account a folder import is credited to (a git import keeps each author).",
+        ),
+    ] = "admin",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only report what would be imported.")
+    ] = False,
+    data: DataOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Import a folder tree of CAM files (each becomes version 1), or a git history.
+
+    Invalid names, refused content, duplicate names and names the vault holds with other
+    content are reported, never overwritten; the exit status is 1 if anything was refused.
+    Re-running continues where an interrupted run stopped. Works with the server running.
+    """
+    from camvault.console import ProgressBar, print_import_report
+
+    if (path is None) == (from_git is None):
+        _fail("give either a PATH to import or --from-git URL")
+    with _opened(data, database_url) as camvault, ProgressBar("importing") as bar:
+        from camvault.services.git_import import GitImport
+        from camvault.services.importer import FolderImport, find_user
+
+        if path is not None:
+            account = find_user(camvault.db, user)
+            report = FolderImport(camvault.vault, account, dry_run=dry_run, progress=bar).run(path)
+        elif from_git is not None:
+            report = GitImport(camvault.vault, dry_run=dry_run, progress=bar).run(from_git)
+    print_import_report(report, _echo)
+    if report.failed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -8,23 +8,32 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import logging
 import os
 import secrets
 import shutil
+from datetime import timedelta
 from pathlib import Path
 from typing import IO
 
 from anyio import to_thread
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from camvault.events.hub import Hub
+from camvault.events.listener import NotifyListener, libpq_dsn
 from camvault.events.log import ensure_epoch
 from camvault.history.lfs import ContentStore
 from camvault.history.repo import VaultRepo
+from camvault.mirror.service import MirrorService
 from camvault.services.auth import AuthService, LoginLimiter, Role
+from camvault.services.shop import ShopConfig, ShopSettings
 from camvault.services.vault import VaultService
 from camvault.services.writer import Writer
 from camvault.settings import Settings
 from camvault.store.db import Database
+
+log = logging.getLogger("camvault")
 
 
 class Camvault:
@@ -41,17 +50,30 @@ class Camvault:
             session_hours=settings.session_hours,
             limiter=LoginLimiter(settings.login_max_failures, settings.login_window_seconds),
         )
+        self.shop = ShopSettings(settings, self.db)
+        self.shop.listeners.append(self._apply_shop)
+        self.mirror = MirrorService(settings, self.db)
         self._vault: VaultService | None = None
         self._hub: Hub | None = None
+        self.listener: NotifyListener | None = None
         self._tmp_lock: IO[bytes] | None = None
         self.tmp_dir = settings.tmp_path / f"i{os.getpid()}-{secrets.token_hex(4)}"
         self.epoch = ""
+
+    def _apply_shop(self, config: ShopConfig) -> None:
+        """Settings other services hold as plain values follow the shop settings."""
+        self.auth.session_lifetime = timedelta(hours=config.session_hours)
 
     @property
     def vault(self) -> VaultService:
         if self._vault is None:
             raise RuntimeError("Camvault.open() has not run")
         return self._vault
+
+    @property
+    def live(self) -> bool:
+        """Whether the hub is running (between ``open()`` and ``close_live()``)."""
+        return self._hub is not None and not self._hub.stopped
 
     @property
     def hub(self) -> Hub:
@@ -68,11 +90,15 @@ class Camvault:
         self.tmp_dir.mkdir()
         self._tmp_lock = _hold_lock(self.tmp_dir / ".lock")
         self.db.migrate()
+        self.mirror.open_sync()
         with self.db.write() as conn:
             self.epoch = ensure_epoch(conn)
+        self.shop.load()
         repo = VaultRepo.open_or_init(self.settings.repo_path, self.settings.lfs_extensions)
         store = ContentStore(self.settings.repo_path / "lfs" / "objects", self.tmp_dir)
-        self._vault = VaultService(self.settings, self.db, repo, store, self.writer, self.tmp_dir)
+        self._vault = VaultService(
+            self.settings, self.db, repo, store, self.writer, self.tmp_dir, self.shop
+        )
 
     async def open(self) -> None:
         """Open storage, reconcile DB with git, and start the live hub."""
@@ -88,14 +114,21 @@ class Camvault:
             authenticate_many=self.auth.authenticate_many,
             revalidate_interval=self.settings.ws_revalidate_seconds,
             on_sessions_changed=self.auth.session_cache.clear,
+            on_config_changed=self.shop.load,
         )
         await self._hub.start()
+        if not self.db.is_sqlite:
+            self.listener = NotifyListener(libpq_dsn(self.db.url), self._hub.wake)
+            await self.listener.start()
+        await self.mirror.start()
 
     async def close_live(self, grace: float = 2.0) -> None:
         """Close every WebSocket with 1001 and give them ``grace`` seconds to go."""
         if self._hub is None:
             return
         hub = self._hub
+        if self.listener is not None:
+            await self.listener.stop()
         await hub.stop()
         for _ in range(int(grace / 0.05)):
             if not hub.connections:
@@ -103,7 +136,8 @@ class Camvault:
             await asyncio.sleep(0.05)
 
     async def aclose(self) -> None:
-        """Close live connections (1001: come back soon) and release storage."""
+        """Stop the mirror, close live connections (1001: come back soon), release storage."""
+        await self.mirror.stop()
         await self.close_live()
         await to_thread.run_sync(self.close)
 
@@ -113,6 +147,22 @@ class Camvault:
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
             self._tmp_lock.close()
             self._tmp_lock = None
+
+    def health(self) -> dict[str, str]:
+        """Can this instance use its database and its vault right now? (blocking)"""
+        checks = {"database": "ok", "vault": "ok"}
+        try:
+            with self.db.read() as conn:
+                conn.execute(text("SELECT 1"))
+        except SQLAlchemyError:
+            log.warning("health: the database is unreachable", exc_info=True)
+            checks["database"] = "unavailable"
+        repo = self.settings.repo_path
+        writable = (repo, repo / "objects", self.tmp_dir)
+        if not (repo / "HEAD").is_file() or not all(os.access(p, os.W_OK) for p in writable):
+            log.warning("health: the vault is not readable and writable")
+            checks["vault"] = "unavailable"
+        return checks
 
     def bootstrap_admin(self) -> str | None:
         """With no users yet, create ``admin``; returns the password if it was generated."""

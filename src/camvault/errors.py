@@ -47,6 +47,16 @@ class EmptyFile(BadRequest):
     code = "empty"
 
 
+class InvalidMirrorUrl(BadRequest):
+    code = "invalid_mirror_url"
+
+
+class MirrorKeyMissing(BadRequest):
+    """A token was given but no key to encrypt it at rest is configured."""
+
+    code = "mirror_key_missing"
+
+
 class Unauthorized(CamvaultError):
     code = "unauthorized"
     status = 401
@@ -79,6 +89,18 @@ class NotLocked(Conflict):
     """The operation needs the file to be checked out by someone else."""
 
     code = "not_locked"
+
+
+class IsLink(Conflict):
+    """A .link entry cannot do what only a real file can (check out, check in)."""
+
+    code = "is_link"
+
+
+class HasLinks(Conflict):
+    """A master file with links pointing to it cannot be deleted."""
+
+    code = "has_links"
 
 
 class LastAdmin(Conflict):
@@ -116,3 +138,10 @@ class StorageError(CamvaultError):
 
     code = "storage_error"
     status = 500
+
+
+class BackupError(CamvaultError):
+    """A backup cannot be written or restored (damaged, incomplete, newer, target in use)."""
+
+    code = "backup_error"
+    status = 400

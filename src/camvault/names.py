@@ -33,7 +33,6 @@ _RESERVED_STEMS = frozenset(
     {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
     | {f"{dev}{digit}" for dev in ("COM", "LPT") for digit in "0123456789\u00b9\u00b2\u00b3"}
 )
-_GROUP_DIGITS = 7
 _SIGNATURE_DESCRIPTIONS = {HDF5_SIGNATURE: "Mastercam (HDF5)"}
 
 
@@ -115,16 +114,34 @@ def extension_of(name: str) -> str:
     return f".{extension.lower()}" if dot else ""
 
 
-def group_of(name: str) -> tuple[str, str | None]:
-    """Group and subgroup of a name: "1234567_A1.mcam" -> ("12XXXXX", "1234567"), else Misc.
+@dataclass(frozen=True)
+class GroupRule:
+    """How part numbers group: a name starting with ``digits`` ASCII digits belongs to the
+    subgroup of those digits and to the group of their first ``keep`` digits padded with X
+    (defaults: "1234567_A1.mcam" -> group "12XXXXX", subgroup "1234567"); others are Misc."""
 
-    Names with eight or more leading digits are grouped by their first seven.
-    """
-    head = name[:_GROUP_DIGITS]
-    # isascii() first: str.isdigit() also accepts other scripts' digits and superscripts.
-    if len(head) == _GROUP_DIGITS and head.isascii() and head.isdigit():
-        return f"{head[:2]}XXXXX", head
-    return MISC_GROUP, None
+    digits: int = 7
+    keep: int = 2
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.digits <= 20 or not 0 <= self.keep <= self.digits:
+            raise ValueError("a group rule needs 1-20 digits and keeps 0 to that many")
+
+    def group_of(self, name: str) -> tuple[str, str | None]:
+        head = name[: self.digits]
+        # isascii() first: str.isdigit() also accepts other scripts' digits and superscripts.
+        if len(head) == self.digits and head.isascii() and head.isdigit():
+            return head[: self.keep] + "X" * (self.digits - self.keep), head
+        return MISC_GROUP, None
+
+
+DEFAULT_GROUP_RULE = GroupRule()
+
+
+def group_of(name: str, rule: GroupRule = DEFAULT_GROUP_RULE) -> tuple[str, str | None]:
+    """Group and subgroup of a name under ``rule`` (by default the shop's part numbers:
+    "1234567_A1.mcam" -> ("12XXXXX", "1234567"); longer digit runs group by the first seven)."""
+    return rule.group_of(name)
 
 
 def check_signature(name: str, head: bytes, signatures: Mapping[str, bytes]) -> None:

@@ -99,8 +99,50 @@ class Settings(BaseSettings):
     ws_revalidate_seconds: float = Field(
         default=30.0, gt=0, description="How often open WebSockets' sessions are re-checked."
     )
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Also serve /metrics without a session on this port (for Prometheus).",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Address of the metrics port (keep it private)."
+    )
     sqlite_synchronous: str = Field(
         default="FULL", description="SQLite synchronous pragma (FULL survives power loss)."
+    )
+    mirror_key_file: Path | None = Field(
+        default=None,
+        description="File (outside the data dir) holding the secret that encrypts the "
+        "mirror token at rest; at least 32 characters.",
+    )
+    mirror_key: SecretStr | None = Field(
+        default=None,
+        description="The secret that encrypts the mirror token, given directly (environment).",
+    )
+    mirror_token: SecretStr | None = Field(
+        default=None,
+        description="Access token of the mirror remote from the environment; used when the "
+        "mirror has no stored token.",
+    )
+    mirror_retry_seconds: float = Field(
+        default=5.0, gt=0, description="First retry delay after a failed mirror push."
+    )
+    mirror_retry_max_seconds: float = Field(
+        default=900.0, gt=0, description="Longest delay between mirror push retries."
+    )
+    mirror_timeout_seconds: float = Field(
+        default=3600.0, gt=0, description="Longest a single git command of a mirror push may run."
+    )
+    mirror_batch_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="After a commit, wait this long so a burst of commits goes in one push.",
+    )
+    mirror_poll_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often the mirror checks for commits made by other processes.",
     )
 
     @field_validator("allowed_extensions", "lfs_extensions", mode="before")

@@ -27,7 +27,56 @@ ENDPOINTS = [
 async def test_health_answers_without_authentication(vault: Vault) -> None:
     async with vault.client() as anon:
         response = await anon.get("/api/health")
-    assert (response.status_code, response.json()) == (200, {"status": "ok"})
+    assert (response.status_code, response.json()) == (
+        200,
+        {"status": "ok", "database": "ok", "vault": "ok"},
+    )
+
+
+async def test_health_says_which_part_is_unreachable(
+    vault: Vault, database_url: str | None
+) -> None:
+    repo = vault.camvault.settings.repo_path
+    (repo / "HEAD").rename(repo / "HEAD.away")
+    async with vault.client() as anon:
+        response = await anon.get("/api/health")
+        assert response.status_code == 503
+        assert response.json() == {
+            "status": "unavailable",
+            "database": "ok",
+            "vault": "unavailable",
+        }
+        (repo / "HEAD.away").rename(repo / "HEAD")
+        assert (await anon.get("/api/health")).status_code == 200
+        if database_url is not None:
+            from sqlalchemy import text
+            from sqlalchemy.engine import make_url
+
+            from camvault.store.db import null_pool_engine
+
+            name = make_url(database_url).database
+            admin = null_pool_engine(
+                make_url(database_url)
+                .set(database="postgres", drivername="postgresql+psycopg")
+                .render_as_string(hide_password=False)
+            )
+            with admin.connect() as conn:
+                conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
+                conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
+                    ),
+                    {"n": name},
+                )
+            try:
+                response = await anon.get("/api/health")
+                assert response.status_code == 503
+                assert response.json()["database"] == "unavailable"
+            finally:
+                with admin.connect() as conn:
+                    conn.execute(text(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
+                admin.dispose()
+            assert (await anon.get("/api/health")).status_code == 200
 
 
 @pytest.mark.parametrize(("method", "path"), ENDPOINTS)

@@ -34,7 +34,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from e2e.server import Server, run_cli
+from e2e.server import Server
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -172,8 +172,8 @@ def screenshots_fixture(request: pytest.FixtureRequest, tmp_path: Path) -> Scree
 
 def add_user(server: Server, name: str, password: str, role: str = "user") -> None:
     """``camvault user add`` as an operator runs it."""
-    done = run_cli("user", "add", name, "--role", role, "--password-stdin",
-                   "--data", str(server.data), stdin=password + "\n")  # fmt: skip
+    done = server.cli("user", "add", name, "--role", role, "--password-stdin",
+                      stdin=password + "\n")  # fmt: skip
     assert done.returncode == 0, done.stderr
 
 

@@ -83,6 +83,7 @@ class Server:
     proc: subprocess.Popen[bytes]
     stdout_path: Path
     stderr_path: Path
+    database_url: str | None = None
 
     @property
     def pid(self) -> int:
@@ -115,6 +116,11 @@ class Server:
         assert response.status_code == 200, response.text
         token: str = response.json()["token"]
         return token
+
+    def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        """``camvault ARGS`` on this server's data dir and database."""
+        database = ["--database-url", self.database_url] if self.database_url else []
+        return run_cli(*args, "--data", str(self.data), *database, stdin=stdin)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -200,7 +206,7 @@ class Launcher:
                 proc = subprocess.Popen(
                     args, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=clean_env(**extra)
                 )
-            server = Server(data, chosen, proc, stdout_path, stderr_path)
+            server = Server(data, chosen, proc, stdout_path, stderr_path, database_url)
             self.servers.append(server)
             try:
                 ready = server.wait_ready(deadline)

@@ -56,3 +56,23 @@ async def test_a_password_set_by_the_cli_closes_that_users_sockets(server: Serve
     assert await live.wait_closed(timeout=5) == 1008
     with server.client(token) as api:
         assert api.get("/api/files").status_code == 401
+
+
+async def test_a_role_change_reopens_that_users_sockets_with_the_new_role(
+    server: Server,
+) -> None:
+    admin = server.login("admin", PASSWORD)
+    with server.client(admin) as api:
+        created = api.post(
+            "/api/admin/users", json={"username": "eve", "role": "admin", "password": PASSWORD}
+        )
+        assert created.status_code == 201, created.text
+    eve = server.login("eve", PASSWORD)
+    live = await LiveClient(server.base_url, eve).connect()
+    await live.wait_for(lambda f: f["type"] == "FILE_LIST_UPDATED")
+    with server.client(admin) as api:
+        assert api.patch("/api/admin/users/eve", json={"role": "user"}).status_code == 200
+    # Closed so the client reconnects as what it is now; the session itself stays valid.
+    assert await live.wait_closed(timeout=3) == 1008
+    with server.client(eve) as api:
+        assert api.get("/api/auth/me").json() == {"username": "eve", "role": "user"}

@@ -58,8 +58,11 @@ SCRIPT = "<script>window.__pwned=2</script>"
 
 
 @pytest.fixture
-def server(launch: Launcher, tmp_path: Path) -> Server:
-    return launch.start(tmp_path / "data", admin_password=PASSWORD)
+def server(launch: Launcher, server_database_url: str | None, tmp_path: Path) -> Server:
+    """A server on SQLite, and on PostgreSQL when the test run has one."""
+    return launch.start(
+        tmp_path / "data", admin_password=PASSWORD, database_url=server_database_url
+    )
 
 
 def seed(server: Server, files: dict[str, str], *, token: str | None = None) -> dict[str, bytes]:

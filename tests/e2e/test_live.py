@@ -18,7 +18,7 @@ import pytest
 import websockets
 
 from e2e.live import LiveClient, Mirror
-from e2e.server import Launcher, Server, camvault_command, clean_env, run_cli, upload
+from e2e.server import Launcher, Server, camvault_command, clean_env, upload
 
 pytestmark = [pytest.mark.slow, pytest.mark.anyio]
 
@@ -27,8 +27,8 @@ HDF5 = b"\x89HDF\r\n\x1a\n"
 
 
 def add_user(server: Server, name: str) -> str:
-    done = run_cli("user", "add", name, "--role", "user", "--password-stdin",
-                   "--data", str(server.data), stdin=PASSWORD + "\n")  # fmt: skip
+    done = server.cli("user", "add", name, "--role", "user", "--password-stdin",
+                      stdin=PASSWORD + "\n")  # fmt: skip
     assert done.returncode == 0, done.stderr
     return server.login(name, PASSWORD)
 
@@ -57,8 +57,11 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def server(launch: Launcher, tmp_path: Path) -> Server:
-    return launch.start(tmp_path / "data", admin_password=PASSWORD)
+def server(launch: Launcher, server_database_url: str | None, tmp_path: Path) -> Server:
+    """A server on SQLite, and on PostgreSQL when the test run has one."""
+    return launch.start(
+        tmp_path / "data", admin_password=PASSWORD, database_url=server_database_url
+    )
 
 
 async def test_twenty_connections_all_see_a_checkout_within_a_second(server: Server) -> None:

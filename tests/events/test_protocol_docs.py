@@ -5,6 +5,7 @@ from __future__ import annotations
 from protocol_schema import SCHEMA, documented_examples, validate_frame
 
 from camvault.events.frames import PONG, error_frame, frames_for, snapshot_frame
+from camvault.mirror.state import unconfigured
 
 CLIENT_TYPES = {"PING", "RESUME"}
 
@@ -33,5 +34,9 @@ def test_frames_built_by_the_server_match_the_schema() -> None:
     assert [user for user, _ in made.targeted] == ["ann"]
     validate_frame(made.targeted[0][1])
     validate_frame(json.loads(snapshot_frame(7, "e", b'{"12XXXXX":[]}')))
+    for kind in ("mirror.configured", "mirror.removed", "mirror.pushed", "mirror.failed"):
+        made = frames_for(9, kind, None, None, {"status": unconfigured()})
+        assert made.broadcast is None and made.targeted == () and made.admins is not None
+        validate_frame(made.admins)
     validate_frame(json.loads(PONG))
     validate_frame(json.loads(error_frame("bad_json", "nope")))

@@ -7,24 +7,29 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 
-from fastapi import FastAPI
+from anyio import to_thread
+from fastapi import FastAPI, Response
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from camvault.api import (
+    routes_admin,
     routes_audit,
     routes_auth,
     routes_dashboard,
     routes_files,
     routes_meta,
+    routes_settings,
     routes_users,
     ws,
 )
-from camvault.api.errors import install_error_handlers
+from camvault.api.errors import install_error_handlers, responses
 from camvault.api.limits import BodyLimit
-from camvault.api.security import CurrentUser
+from camvault.api.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
+from camvault.api.security import AdminUser, CurrentUser
 from camvault.core import Camvault
+from camvault.logs import RequestIdMiddleware
 from camvault.settings import Settings
 
 
@@ -50,15 +55,33 @@ def create_app(settings: Settings, camvault: Camvault | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.camvault = camvault
+    app.state.metrics = metrics = Metrics(camvault)
     app.add_middleware(BodyLimit)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     app.include_router(routes_auth.router)
     app.include_router(routes_files.router)
+    app.include_router(routes_files.links)
     app.include_router(routes_users.router)
     app.include_router(routes_audit.router)
     app.include_router(routes_dashboard.router)
+    app.include_router(routes_settings.router)
     app.include_router(ws.router)
     app.include_router(routes_meta.router)
+    app.include_router(routes_admin.router)
+
+    @app.get(
+        "/metrics",
+        tags=["admin"],
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE: {}}}, **responses(401, 403)},
+        summary="Admin: Prometheus metrics (also on metrics_port without a session)",
+    )
+    async def prometheus(_admin: AdminUser) -> Response:
+        body = await to_thread.run_sync(metrics.render)
+        return Response(body, media_type=CONTENT_TYPE)
+
     static = Path(str(resources.files("camvault.web").joinpath("static")))
     app.mount("/static", StaticFiles(directory=static), name="static")
     _mount_docs(app)

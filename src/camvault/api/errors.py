@@ -103,9 +103,12 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, on_unexpected)
 
 
-def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` entries for the error statuses an endpoint can answer."""
-    descriptions = {
+def responses(
+    *statuses: int, descriptions: dict[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` entries for the error statuses an endpoint can answer
+    (``descriptions`` overrides the generic text where a route means something narrower)."""
+    generic = {
         400: "Invalid input (bad_request, invalid_name, invalid_type, bad_content, empty)",
         401: "Not authenticated (unauthorized)",
         403: "Not allowed (forbidden), or a cross-site cookie request (csrf)",
@@ -116,4 +119,5 @@ def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         429: "Too many attempts (rate_limited); see Retry-After",
         500: "Storage failure (storage_error) or internal error",
     }
-    return {s: {"model": ErrorBody, "description": descriptions[s]} for s in statuses}
+    described = {**generic, **(descriptions or {})}
+    return {s: {"model": ErrorBody, "description": described[s]} for s in statuses}

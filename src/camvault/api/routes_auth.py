@@ -6,6 +6,7 @@ from typing import Any
 
 from anyio import to_thread
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
 
 from camvault.api.errors import responses
 from camvault.api.schemas import Credentials, Health, LoginOut, PasswordChangeIn, UserOut
@@ -21,9 +22,18 @@ from camvault.services.auth import User
 router = APIRouter(prefix="/api", tags=["auth"])
 
 
-@router.get("/health", response_model=Health, summary="Liveness (no authentication)")
-async def health() -> dict[str, str]:
-    return {"status": "ok"}
+@router.get(
+    "/health",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "The database or the vault is unreachable"}},
+    summary="Whether this instance can reach its database and vault (no authentication)",
+)
+async def health(request: Request) -> JSONResponse:
+    checks = await to_thread.run_sync(get_camvault(request).health)
+    ok = all(value == "ok" for value in checks.values())
+    body = {"status": "ok" if ok else "unavailable", **checks}
+    # A load balancer takes an instance out of rotation on 503 and back on 200.
+    return JSONResponse(body, status_code=200 if ok else 503, headers={"Cache-Control": "no-store"})
 
 
 @router.post(
@@ -36,14 +46,14 @@ async def login(request: Request, body: Credentials, response: Response) -> dict
     camvault = get_camvault(request)
     # A cross-site page must not log the browser into someone else's account.
     if request.headers.get("origin") is not None:
-        check_csrf(request, camvault.settings.allowed_origins)
+        check_csrf(request, camvault.shop.current.ws_allowed_origins)
     client = request.client.host if request.client else "unknown"
     user, token = await camvault.auth.login(body.username, body.password, client)
     settings = camvault.settings
     response.set_cookie(
         COOKIE_NAME,
         token,
-        max_age=int(settings.session_hours * 3600),
+        max_age=int(camvault.shop.current.session_hours * 3600),
         path="/",
         httponly=True,
         samesite="lax",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -13,6 +14,7 @@ from camvault.api.schemas import (
     CheckoutIn,
     FileList,
     FileRecord,
+    LinkIn,
     RevertIn,
     UnlockRequestIn,
     UnlockRequestOut,
@@ -24,6 +26,7 @@ from camvault.errors import BadRequest, RangeNotSatisfiable, TooLarge
 from camvault.services.vault import VaultService
 
 router = APIRouter(prefix="/api/files", tags=["files"])
+links = APIRouter(prefix="/api/links", tags=["files"])
 
 # Multipart framing (boundaries, part headers, small fields) on top of the file itself.
 MULTIPART_OVERHEAD = 256 * 1024
@@ -55,7 +58,7 @@ def _upload_stream(request: Request) -> tuple[Any, str]:
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
         raise BadRequest("send the file as multipart/form-data with a 'file' part")
-    limit = get_camvault(request).settings.max_upload_bytes
+    limit = get_camvault(request).shop.current.max_upload_bytes
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit + MULTIPART_OVERHEAD:
         raise TooLarge(f"the upload is larger than the limit of {limit // (1024 * 1024)} MB")
@@ -157,7 +160,12 @@ async def checkout(
 )
 async def checkin(request: Request, name: str, user: CurrentUser) -> dict[str, Any]:
     chunks, content_type = _upload_stream(request)
-    return await _vault(request).checkin(user, name, chunks, content_type)
+    started = time.perf_counter()
+    record = await _vault(request).checkin(user, name, chunks, content_type)
+    metrics = request.app.state.metrics
+    metrics.checkin_seconds.observe(time.perf_counter() - started)
+    metrics.checkin_bytes.inc(record["size"])
+    return record
 
 
 @router.post(
@@ -214,3 +222,16 @@ async def break_lock(
 async def delete_file(request: Request, name: str, admin: AdminUser) -> Response:
     await _vault(request).delete(admin, name)
     return Response(status_code=204)
+
+
+@links.post(
+    "",
+    status_code=201,
+    response_model=FileRecord,
+    responses=responses(400, 401, 403, 409, 413),
+    summary="Create a .link entry that stands for a master file",
+)
+async def create_link(request: Request, body: LinkIn, user: CurrentUser) -> dict[str, Any]:
+    return await _vault(request).create_link(
+        user, body.name, body.target, body.description, body.message
+    )

@@ -22,11 +22,18 @@ CSP = (
 )
 
 
+class PublicGroupRule(BaseModel):
+    digits: int
+    keep: int
+
+
 class PublicConfig(BaseModel):
     allowed_extensions: list[str]
     name_pattern: str | None
+    max_upload_mb: float
     max_upload_bytes: int
     stale_lock_hours: float
+    group_rule: PublicGroupRule
 
 
 class NamesIn(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Credentials(BaseModel):
@@ -54,7 +54,9 @@ class LoginOut(BaseModel):
 
 
 class Health(BaseModel):
-    status: str
+    status: str = Field(description="ok, or unavailable when a part below is not ok")
+    database: str = Field(description="ok, or unavailable")
+    vault: str = Field(description="ok, or unavailable (the git repository or its storage)")
 
 
 class LockOut(BaseModel):
@@ -75,6 +77,9 @@ class FileRecord(BaseModel):
     modified_at: str
     modified_by: str
     lock: LockOut | None
+    link_target: str | None = Field(
+        description="For a .link entry, the master file it stands for (else null)"
+    )
 
 
 class FileList(BaseModel):
@@ -100,6 +105,13 @@ class CheckoutIn(BaseModel):
 
 class RevertIn(BaseModel):
     version: int = Field(ge=1, le=2**31 - 1)
+    message: str = Field(default="", max_length=4000)
+
+
+class LinkIn(BaseModel):
+    name: str = Field(max_length=255, description="The link's name, ending in .link")
+    target: str = Field(max_length=255, description="The master file it stands for")
+    description: str = Field(default="", max_length=1000)
     message: str = Field(default="", max_length=4000)
 
 
@@ -154,6 +166,63 @@ class AuditEntry(BaseModel):
 class AuditPage(BaseModel):
     events: list[AuditEntry]
     next_before: int | None = Field(description="Pass as 'before' for the next (older) page")
+
+
+class GroupRuleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    digits: int = Field(ge=1, le=20, description="Leading digits that make a part number")
+    keep: int = Field(ge=0, le=20, description="Digits of it that name the group (rest: X)")
+
+
+class ShopSettingsOut(BaseModel):
+    allowed_extensions: list[str]
+    content_signatures: dict[str, str | None]
+    name_pattern: str | None
+    max_upload_mb: float
+    stale_lock_hours: float
+    group_rule: GroupRuleIn
+    session_hours: float
+    ws_allowed_origins: list[str]
+
+
+class ShopSettingsPatch(BaseModel):
+    """Any subset of the shop settings; keys left out keep their value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    allowed_extensions: list[str] | None = Field(default=None, max_length=50)
+    content_signatures: dict[str, str | None] | None = Field(
+        default=None, description="Extension -> hex bytes files must start with; null = off"
+    )
+    name_pattern: str | None = Field(
+        default=None, max_length=500, description="Regex every new name must match; '' = none"
+    )
+    max_upload_mb: float | None = None
+    stale_lock_hours: float | None = None
+    group_rule: GroupRuleIn | None = None
+    session_hours: float | None = None
+    ws_allowed_origins: list[str] | None = Field(default=None, max_length=50)
+
+
+class FailingName(BaseModel):
+    filename: str
+    reason: str
+
+
+class SettingsEffects(BaseModel):
+    failing_names: list[FailingName] = Field(
+        description="Existing files whose names the new rules would refuse for a new upload "
+        "(they stay in the vault); at most 1,000"
+    )
+    failing_count: int
+
+
+class ShopSettingsAnswer(BaseModel):
+    settings: ShopSettingsOut
+    defaults: ShopSettingsOut | None = None
+    effects: SettingsEffects | None = None
+    saved: bool = Field(default=False, description="False for a dry run")
 
 
 class UserCheckins(BaseModel):

@@ -96,7 +96,7 @@ async def require_principal(request: Request) -> Principal:
     if principal is None:
         raise Unauthorized("log in first: no valid session or token")
     if principal.via_cookie:
-        check_csrf(request, get_camvault(request).settings.allowed_origins)
+        check_csrf(request, get_camvault(request).shop.current.ws_allowed_origins)
     return principal
 
 

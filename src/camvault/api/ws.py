@@ -34,7 +34,7 @@ async def live(websocket: WebSocket) -> None:
     camvault = get_camvault(websocket)
     principal = await authenticate(websocket)
     origin = websocket.headers.get("origin")
-    allowed = camvault.settings.allowed_origins
+    allowed = camvault.shop.current.ws_allowed_origins
     # A browser always sends Origin; a cross-site page must not ride on the user's cookie.
     if (
         principal is None
@@ -45,7 +45,8 @@ async def live(websocket: WebSocket) -> None:
         return
     await websocket.accept()
     hub = camvault.hub
-    conn = Connection(principal.user.username, principal.token, hub.queue_size)
+    user = principal.user
+    conn = Connection(user.username, principal.token, hub.queue_size, is_admin=user.is_admin)
     writer = asyncio.create_task(_write(websocket, conn))
     reader = asyncio.create_task(_read(websocket, conn, hub))
     closed = asyncio.create_task(conn.closed.wait())

@@ -2,8 +2,9 @@
 
 A *broadcast* frame goes to every client and carries ``seq`` (its event) and ``prev`` (the
 seq of the broadcast frame before it), so a client that finds ``prev`` greater than the last
-seq it saw knows it missed something. A *targeted* frame (LOCK_BROKEN, NOTIFICATION) goes to
-one user and carries its event's seq but no ``prev``. PRESENCE, PONG and ERROR carry no seq.
+seq it saw knows it missed something. A *targeted* frame goes to one user (LOCK_BROKEN,
+NOTIFICATION) or to every admin (MIRROR_STATUS) and carries its event's seq but no ``prev``.
+PRESENCE, PONG and ERROR carry no seq.
 See docs/protocol.md.
 """
 
@@ -33,6 +34,14 @@ BROADCAST_EVENTS = FILE_EVENTS | {
     EventType.USER_LOGGED_OUT,
     EventType.CONFIG_CHANGED,
 }
+MIRROR_EVENTS = frozenset(
+    {
+        EventType.MIRROR_CONFIGURED,
+        EventType.MIRROR_REMOVED,
+        EventType.MIRROR_PUSHED,
+        EventType.MIRROR_FAILED,
+    }
+)
 
 SESSION_EVENTS = frozenset(
     {EventType.USER_LOGGED_OUT, EventType.USER_PASSWORD_CHANGED, EventType.USER_UPDATED}
@@ -41,7 +50,8 @@ SESSION_EVENTS = frozenset(
 
 @dataclass(frozen=True)
 class EventFrames:
-    """The frames one event produces: one for everyone, and some for single users."""
+    """The frames one event produces: one for everyone, some for single users, and one
+    for the admins."""
 
     seq: int
     broadcast: dict[str, Any] | None
@@ -49,6 +59,13 @@ class EventFrames:
     # A user whose sessions may have ended (logout, password, disabled, role): the hub
     # re-checks that user's sockets, on every instance, whoever made the change.
     sessions_of: str | None = None
+    # Shop settings changed (every instance reloads them); ``regrouped``: the file list
+    # moved between groups, so every client gets a fresh snapshot after this event.
+    config_changed: bool = False
+    regrouped: bool = False
+    # A user whose role changed: their sockets reconnect, so admin-only frames follow it.
+    role_changed_of: str | None = None
+    admins: dict[str, Any] | None = None
 
 
 def frames_for(
@@ -78,7 +95,23 @@ def frames_for(
         payload = {k: v for k, v in data.items() if k != "to"}
         targeted.append((data["to"], frame("NOTIFICATION", payload, seq)))
     sessions_of = data.get("username") if kind in SESSION_EVENTS else None
-    return EventFrames(seq, broadcast, tuple(targeted), sessions_of)
+    config_changed = kind is EventType.CONFIG_CHANGED
+    regrouped = config_changed and bool(data.get("regrouped"))
+    admins = None
+    if kind in MIRROR_EVENTS:
+        admins = frame("MIRROR_STATUS", data["status"], seq)
+    return EventFrames(
+        seq,
+        broadcast,
+        tuple(targeted),
+        sessions_of=sessions_of,
+        config_changed=config_changed,
+        regrouped=regrouped,
+        admins=admins,
+        role_changed_of=data["username"]
+        if kind is EventType.USER_UPDATED and "role" in data
+        else None,
+    )
 
 
 def frame(type_: str, payload: dict[str, Any], seq: int | None = None) -> dict[str, Any]:

@@ -47,6 +47,7 @@ class Connection:
     username: str
     token: str
     queue_size: int
+    is_admin: bool = False
     last_seq: int = 0
     close_code: int | None = None
     closed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -85,6 +86,7 @@ class Hub:
         authenticate_many: Callable[[list[str]], set[str]],
         revalidate_interval: float = 30.0,
         on_sessions_changed: Callable[[], None] | None = None,
+        on_config_changed: Callable[[], object] | None = None,
     ) -> None:
         self.db = db
         self.snapshots = snapshots
@@ -95,6 +97,7 @@ class Hub:
         self.revalidate_interval = revalidate_interval
         self.authenticate_many = authenticate_many
         self.on_sessions_changed = on_sessions_changed
+        self.on_config_changed = on_config_changed
         self._rechecks: set[asyncio.Task[None]] = set()
         self.connections: set[Connection] = set()
         self._tabs: Counter[str] = Counter()  # username -> open sockets (presence)
@@ -135,10 +138,19 @@ class Hub:
         await asyncio.gather(*self._rechecks, return_exceptions=True)
         self._tasks = []
 
+    def wake(self) -> None:
+        """Read the log now (on the event loop: a notification from another instance)."""
+        self._wake.set()
+
     def wake_threadsafe(self) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._wake.set)
+
+    def newest_seq(self) -> int:
+        """The newest seq in the database (blocking): with ``seq``, this instance's lag."""
+        with self.db.read() as conn:
+            return latest_seq(conn)
 
     def _positions(self) -> tuple[int, int]:
         with self.db.read() as conn:
@@ -191,11 +203,14 @@ class Hub:
         )
         if replayable and after is not None:
             rows = await to_thread.run_sync(self._read_events, after, self.seq)
-            prev = after
-            for frames in rows:
-                prev = self._deliver(conn, frames, prev)
-            conn.last_seq = max(self.seq, after)
-            return
+            # Files moved between groups in that range: records replayed one by one would
+            # not move the rest, so the client gets the whole list instead.
+            if not any(frames.regrouped for frames in rows):
+                prev = after
+                for frames in rows:
+                    prev = self._deliver(conn, frames, prev)
+                conn.last_seq = max(self.seq, after)
+                return
         seq, groups_json = await to_thread.run_sync(self.snapshots.groups_json)
         conn.send(snapshot_frame(seq, self.epoch, groups_json))
         conn.last_seq = seq
@@ -230,6 +245,8 @@ class Hub:
         for username, message in frames.targeted:
             if username == conn.username:
                 conn.send(encode(message))
+        if frames.admins is not None and conn.is_admin:
+            conn.send(encode(frames.admins))
         return prev
 
     async def _tail(self) -> None:
@@ -257,6 +274,8 @@ class Hub:
                 batch = await to_thread.run_sync(self._read_events, self.seq)
                 for frames in batch:
                     self._fan_out(frames)
+                    if frames.config_changed:
+                        await self._config_changed(frames)
                     if len(batch) > 1:
                         # A burst: let the writer tasks empty the queues between events.
                         await asyncio.sleep(0)
@@ -269,6 +288,7 @@ class Hub:
             broadcast = encode({**frames.broadcast, "prev": self.last_broadcast})
             self.last_broadcast = frames.seq
         targeted = [(user, encode(message)) for user, message in frames.targeted]
+        admins = encode(frames.admins) if frames.admins is not None else None
         for conn in list(self.connections):
             if frames.seq <= conn.last_seq:
                 continue  # already in this client's snapshot or replay
@@ -277,10 +297,30 @@ class Hub:
             for username, text in targeted:
                 if username == conn.username:
                     conn.send(text)
+            if admins is not None and conn.is_admin:
+                conn.send(admins)
             conn.last_seq = frames.seq
         self.seq = frames.seq
         if frames.sessions_of is not None:
             self._sessions_changed(frames.sessions_of)
+        if frames.role_changed_of is not None:
+            # The socket knows the role it was opened with; a fresh one learns the new one.
+            for conn in list(self.connections):
+                if conn.username == frames.role_changed_of:
+                    conn.close(CLOSE_POLICY)
+
+    async def _config_changed(self, frames: EventFrames) -> None:
+        """Shop settings changed (here or on another instance): reload them, and after a
+        regrouping send every client the whole list again."""
+        if self.on_config_changed is not None:
+            await to_thread.run_sync(self.on_config_changed)
+        if not frames.regrouped:
+            return
+        seq, groups_json = await to_thread.run_sync(self.snapshots.groups_json)
+        text = snapshot_frame(seq, self.epoch, groups_json)
+        for conn in list(self.connections):
+            conn.send(text)
+            conn.last_seq = max(conn.last_seq, seq)
 
     def _sessions_changed(self, username: str) -> None:
         """Someone's sessions changed (here or in another process): forget cached sessions

@@ -12,9 +12,12 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, func, insert, select, text
 
 from camvault.store.models import events, meta
+
+# The LISTEN/NOTIFY channel that announces new events on PostgreSQL.
+CHANNEL = "camvault_events"
 
 
 class EventType(StrEnum):
@@ -26,6 +29,7 @@ class EventType(StrEnum):
     FILE_LOCK_BROKEN = "file.lock_broken"
     FILE_DELETED = "file.deleted"
     FILE_RECOVERED = "file.recovered"
+    INDEX_REBUILT = "index.rebuilt"
     USER_LOGGED_IN = "user.logged_in"
     USER_LOGGED_OUT = "user.logged_out"
     USER_CREATED = "user.created"
@@ -33,6 +37,11 @@ class EventType(StrEnum):
     CONFIG_CHANGED = "config.changed"
     NOTIFICATION = "notification"
     USER_PASSWORD_CHANGED = "user.password_changed"  # noqa: S105 - an event name
+    # The git mirror: configured / removed by an admin (audit), and each push's outcome.
+    MIRROR_CONFIGURED = "mirror.configured"
+    MIRROR_REMOVED = "mirror.removed"
+    MIRROR_PUSHED = "mirror.pushed"
+    MIRROR_FAILED = "mirror.failed"
 
 
 def append(
@@ -58,7 +67,14 @@ def append(
         )
         .returning(events.c.seq)
     )
-    return int(result.scalar_one())
+    seq = int(result.scalar_one())
+    if conn.dialect.name == "postgresql":
+        # Delivered when this transaction commits, never before: other instances' hubs
+        # wake and read the log (see events/listener.py). The seq is only a hint.
+        conn.execute(
+            text("SELECT pg_notify(:channel, :seq)"), {"channel": CHANNEL, "seq": str(seq)}
+        )
+    return seq
 
 
 def latest_seq(conn: Connection) -> int:

@@ -32,6 +32,10 @@ EMAIL_DOMAIN = "camvault.invalid"
 GITATTRIBUTES = ".gitattributes"
 
 LOCK_TRAILER = "Camvault-Lock"
+# A .link entry's master (its content names it too): a rebuild restores the link from it.
+LINK_TRAILER = "Camvault-Link"
+# The commit an imported version came from (``camvault import --from-git``): a re-run skips it.
+SOURCE_TRAILER = "Camvault-Source"
 _TRAILERS = (
     "Camvault-File",
     "Camvault-Action",
@@ -64,6 +68,8 @@ class CommitInfo:
     # A check-in that kept its lock says so (trailer "Camvault-Lock: kept"), so that a
     # check-in recovered from git after a crash releases the lock exactly as it would have.
     lock_kept: bool = False
+    source: str | None = None
+    link_target: str | None = None
 
 
 def _check_line(what: str, value: str) -> str:
@@ -141,6 +147,8 @@ def _parse_trailers(commit: pygit2.Commit) -> CommitInfo | None:
         message=body,
         when=datetime.fromtimestamp(commit.author.time, UTC),
         lock_kept=fields.get(LOCK_TRAILER) == "kept",
+        source=fields.get(SOURCE_TRAILER),
+        link_target=fields.get(LINK_TRAILER),
     )
 
 
@@ -149,11 +157,22 @@ def _any_case(ext: str) -> str:
     return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in ext)
 
 
-def _git() -> str:
+def git_program() -> str:
+    """The path of the git program (StorageError if it is not installed)."""
     found = shutil.which("git")
     if found is None:
         raise StorageError("the git program is not installed; camvault needs it for text files")
     return found
+
+
+def git_env(git_dir: Path) -> dict[str, str]:
+    """The environment for a git subprocess on ``git_dir``: no system or user config."""
+    return {
+        **os.environ,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_DIR": str(git_dir),
+    }
 
 
 class VaultRepo:
@@ -221,16 +240,11 @@ class VaultRepo:
         and compresses, which would freeze the server's event loop for a large file, and a
         separate process never shares this object's repository handle with another thread.
         """
-        env = {
-            **os.environ,
-            "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_CONFIG_GLOBAL": os.devnull,
-            "GIT_DIR": str(self.path),
-        }
+        env = git_env(self.path)
         try:
             done = subprocess.run(  # noqa: S603 - fixed argv, no shell
                 [
-                    _git(),
+                    git_program(),
                     "-c",
                     "core.fsync=loose-object,pack",
                     "-c",
@@ -269,10 +283,15 @@ class VaultRepo:
         when: datetime,
         expected_head: str | None,
         keep_lock: bool = False,
+        email: str | None = None,
+        source: str | None = None,
+        link_target: str | None = None,
     ) -> str:
         """Commit one change on ``main`` and move ``main`` from ``expected_head`` to it.
 
-        Raises StorageError, leaving ``main`` untouched, if ``main`` is no longer at
+        ``email`` replaces the author's ``NAME@camvault.invalid`` (imported history keeps its
+        own); ``source`` records the commit an imported version came from. Raises
+        StorageError, leaving ``main`` untouched, if ``main`` is no longer at
         ``expected_head``.
         """
         _check_filename(filename)
@@ -292,6 +311,14 @@ class VaultRepo:
             raise ValueError("message must not contain NUL")
         if expected_head is not None:
             _check_commit_id("expected_head", expected_head)
+        if email is not None:
+            _check_line("email", email)
+            if "<" in email or ">" in email:
+                raise ValueError(f"not a valid author email: {email!r}")
+        if source is not None:
+            _check_commit_id("source", source)
+        if link_target is not None:
+            _check_filename(link_target)
 
         # Fail before writing objects when main has visibly moved; the ref CAS below still
         # guards the window between this check and the update.
@@ -300,12 +327,17 @@ class VaultRepo:
             raise StorageError(f"{MAIN_REF} is at {current}, expected {expected_head}")
 
         tree_id = self._build_tree(filename, action, sha256, size, lfs, blob_id, expected_head)
-        signature = pygit2.Signature(author, f"{author}@{EMAIL_DOMAIN}", int(when.timestamp()), 0)
+        address = f"{author}@{EMAIL_DOMAIN}" if email is None else email
+        signature = pygit2.Signature(author, address, int(when.timestamp()), 0)
         full_message = self._message(
             filename, action, version, revision, sha256, size, message.strip()
         )
         if keep_lock:
             full_message += f"{LOCK_TRAILER}: kept\n"
+        if source is not None:
+            full_message += f"{SOURCE_TRAILER}: {source}\n"
+        if link_target is not None:
+            full_message += f"{LINK_TRAILER}: {link_target}\n"
         parents = [pygit2.Oid(hex=expected_head)] if expected_head else []
         try:
             commit_id = self._repo.create_commit(
@@ -419,11 +451,18 @@ class VaultRepo:
             return False
         return True
 
-    def commits_since(self, base: str | None) -> list[CommitInfo]:
-        """Vault commits on main's first-parent line after ``base`` (exclusive), oldest first."""
+    def commits_since(self, base: str | None, *, head: str | None = None) -> list[CommitInfo]:
+        """Vault commits on main's first-parent line after ``base`` (exclusive), oldest first.
+
+        ``head`` walks back from that commit instead of main's current tip (a backup pins
+        the commit it bundled while main keeps moving).
+        """
         if base is not None:
             _check_commit_id("base", base)
-        head = self.head
+        if head is not None:
+            _check_commit_id("head", head)
+        else:
+            head = self.head
         out: list[CommitInfo] = []
         oid = head
         while oid is not None and oid != base:
@@ -451,6 +490,13 @@ class VaultRepo:
         if not isinstance(blob, pygit2.Blob):
             raise StorageError(f"{filename} at {commit} is not a file")
         return blob.data
+
+    def blob_id(self, commit: str, filename: str) -> str:
+        """The id of ``filename``'s blob at ``commit`` (the pointer's, for LFS files)."""
+        tree = self._commit(_check_commit_id("commit", commit)).tree
+        if filename not in tree:
+            raise NotFound(f"{filename} is not in commit {commit}")
+        return str(tree[filename].id)
 
     def _commit(self, commit: str) -> pygit2.Commit:
         obj = self._repo.get(commit)

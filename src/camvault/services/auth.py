@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import secrets
 import time
@@ -32,6 +33,7 @@ from camvault.store.db import Database
 from camvault.store.models import sessions, users
 from camvault.store.queries import aware
 
+log = logging.getLogger("camvault.auth")
 USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MIN_PASSWORD_LENGTH = 8
 MAX_PARALLEL_VERIFIES = 4
@@ -381,6 +383,8 @@ class AuthService:
         async with self._verifying:
             user = await to_thread.run_sync(self._verify, username, password)
         if user is None:
+            # repr(): a username is typed by anyone; it must not forge a log line.
+            log.warning("failed login for %r from %s", username[:64], client)
             raise Unauthorized("wrong username or password")
         self.limiter.succeeded(username, client)
         token = secrets.token_urlsafe(32)

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 from camvault.events.log import EventType, append, get_meta, set_meta
 from camvault.history.repo import CommitInfo, VaultRepo
 from camvault.names import group_of, name_key
+from camvault.services.shop import stored_group_rule
 from camvault.store.models import files, locks, users, versions
 from camvault.store.queries import file_row, record_of
 
@@ -45,7 +46,7 @@ def index_commit(
     """Write one commit's version into the file index and the versions table; returns the
     file id. ``description=None`` keeps the file's (a new file gets an empty one). The one
     place a commit becomes database rows, for live writes and recovered ones alike."""
-    group, subgroup = group_of(info.filename)
+    group, subgroup = group_of(info.filename, stored_group_rule(conn))
     values: dict[str, object] = {
         "filename": info.filename,
         "name_key": name_key(info.filename),
@@ -58,6 +59,7 @@ def index_commit(
         "modified_at": info.when,
         "modified_by": info.author,
         "deleted": False,
+        "link_target": info.link_target,
     }
     if description is not None:
         values["description"] = description

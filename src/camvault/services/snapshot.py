@@ -33,6 +33,8 @@ _UPDATES = {
     str(EventType.FILE_RECOVERED),
 }
 _REMOVALS = {str(EventType.FILE_DELETED)}
+# A new group rule moves files between groups without a file event: reload the list.
+_CONFIG = str(EventType.CONFIG_CHANGED)
 
 
 def _group_order(group: str) -> tuple[bool, str]:
@@ -83,11 +85,16 @@ class SnapshotCache:
         rows = conn.execute(
             select(events.c.type, events.c.filename, events.c.data)
             .where(events.c.seq > self._seq, events.c.seq <= seq)
-            .where(events.c.type.in_(_UPDATES | _REMOVALS))
+            .where(events.c.type.in_(_UPDATES | _REMOVALS | {_CONFIG}))
             .order_by(events.c.seq)
         ).all()
+        if any(row.type == _CONFIG and row.data.get("regrouped") for row in rows):
+            self._load(conn, seq)
+            return
         touched: set[str] = set()
         for row in rows:
+            if row.type == _CONFIG:
+                continue
             if row.type in _REMOVALS:
                 touched.update(self._drop(row.data.get("filename") or row.filename))
             else:

@@ -286,7 +286,7 @@ class _FormState:
         if self._in_file:
             self.size += length
             if self.size > self.max_bytes:
-                raise TooLarge(f"the file is larger than the limit of {_megabytes(self.max_bytes)}")
+                raise TooLarge(f"the file is larger than the limit of {megabytes(self.max_bytes)}")
             if len(self.head) < HEAD_BYTES:
                 self.head += data[start : min(end, start + HEAD_BYTES - len(self.head))]
             self.pending.append(memoryview(data)[start:end])
@@ -395,5 +395,6 @@ def _parse_header(value: str) -> tuple[str, dict[str, str]]:
     return kind.strip().lower(), params
 
 
-def _megabytes(limit: int) -> str:
+def megabytes(limit: int) -> str:
+    """A byte limit as people read it: 2048 MiB -> "2147.5 MB"."""
     return f"{limit / (1024 * 1024):.1f}".removesuffix(".0") + " MB"

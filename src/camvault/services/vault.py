@@ -9,6 +9,9 @@ missing commits from git (the history of record) on the next write or at startup
 
 from __future__ import annotations
 
+import hashlib
+import os
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,29 +22,36 @@ from anyio import to_thread
 from sqlalchemy import Connection, delete, insert, select, update
 
 from camvault.errors import (
+    BadContent,
     BadRequest,
+    EmptyFile,
     Exists,
     Forbidden,
+    HasLinks,
+    InvalidType,
+    IsLink,
     LockedByOther,
     NotFound,
     NotLocked,
     NotLockHolder,
     RateLimited,
+    TooLarge,
 )
 from camvault.events.log import EventType, append, get_meta, set_meta
 from camvault.history.lfs import ContentStore
 from camvault.history.repo import CommitInfo, VaultRepo
 from camvault.names import (
-    DEFAULT_SIGNATURES,
     NameRules,
     check_signature,
+    extension_of,
     name_key,
     validate_name,
 )
 from camvault.services.auth import User
 from camvault.services.recovery import catch_up, index_commit
+from camvault.services.shop import ShopSettings
 from camvault.services.snapshot import SnapshotCache
-from camvault.services.uploads import ReceivedUpload, receive_multipart
+from camvault.services.uploads import ReceivedUpload, megabytes, receive_multipart
 from camvault.services.writer import Writer
 from camvault.settings import Settings
 from camvault.store.db import Database
@@ -56,6 +66,7 @@ from camvault.store.queries import (
 )
 
 MAX_MESSAGE = 4000
+MAX_LINK_BYTES = 1024
 MAX_DESCRIPTION = 1000
 
 # One request per asker and file per minute: enough to be heard, too little to nag.
@@ -71,6 +82,11 @@ class Content:
     size: int
     sha256: str
     version: int
+
+
+def is_link(name: str) -> bool:
+    """A .link entry aliases a master file (its content is the master's name)."""
+    return extension_of(name) == ".link"
 
 
 def clean_text(value: str, what: str, limit: int = MAX_MESSAGE) -> str:
@@ -117,8 +133,10 @@ class VaultService:
         store: ContentStore,
         writer: Writer,
         tmp_dir: Path,
+        shop: ShopSettings,
     ) -> None:
         self.settings = settings
+        self.shop = shop
         self.tmp_dir = tmp_dir
         self.db = db
         self.repo = repo
@@ -130,19 +148,11 @@ class VaultService:
 
     @property
     def rules(self) -> NameRules:
-        return NameRules(
-            allowed_extensions=self.settings.allowed_extensions,
-            pattern=self.settings.name_pattern,
-        )
+        return self.shop.current.rules
 
     def public_config(self) -> dict[str, Any]:
         """The settings every signed-in client may see (the page adapts to them)."""
-        return {
-            "allowed_extensions": list(self.settings.allowed_extensions),
-            "name_pattern": self.settings.name_pattern,
-            "max_upload_bytes": self.settings.max_upload_bytes,
-            "stale_lock_hours": self.settings.stale_lock_hours,
-        }
+        return self.shop.current.public()
 
     async def check_names(self, names: list[str]) -> list[dict[str, Any]]:
         """Would these names be accepted for new files? Same rules as upload, nothing written."""
@@ -166,6 +176,20 @@ class VaultService:
             return results
 
         return await to_thread.run_sync(check)
+
+    def check_new_file(self, name: str, head: bytes, size: int) -> str:
+        """The checks a new file's name and content pass, uploaded or imported; returns the
+        name. ``head`` is the content's first bytes (at least the longest signature)."""
+        name = validate_name(name, self.rules)
+        if size == 0:
+            raise EmptyFile("the file is empty")
+        if size > self.shop.current.max_upload_bytes:
+            limit = megabytes(self.shop.current.max_upload_bytes)
+            raise TooLarge(f"the file is larger than the limit of {limit}")
+        check_signature(name, head, self.shop.current.signatures)
+        if is_link(name) and size > MAX_LINK_BYTES:
+            raise BadContent(f"a .link file holds only the name of its master file ({name})")
+        return name
 
     def is_lfs(self, filename: str) -> bool:
         return self.repo.wants_lfs(filename)
@@ -200,6 +224,9 @@ class VaultService:
         def read() -> Content:
             with self.db.read() as conn:
                 row = self._require_file(conn, name)
+                if row.link_target is not None:
+                    # A link downloads its master (any version asked for is the master's).
+                    row = self._require_master(conn, row)
                 if version is None or version == row.version:
                     sha, size, number = row.sha256, row.size, row.version
                 else:
@@ -220,11 +247,11 @@ class VaultService:
             chunks,
             content_type,
             tmp_dir=self.tmp_dir,
-            max_bytes=self.settings.max_upload_bytes,
+            max_bytes=self.shop.current.max_upload_bytes,
             on_file_start=precheck,
         )
 
-    def _stage_content(self, filename: str, upload: ReceivedUpload) -> str | None:
+    def stage_content(self, filename: str, upload: ReceivedUpload) -> str | None:
         """Put the bytes where the commit needs them; returns the git blob id for plain files.
 
         Content is content-addressed, so staging before the commit is harmless if the
@@ -247,13 +274,12 @@ class VaultService:
 
         upload = await self._receive(chunks, content_type, precheck)
         try:
-            name = validate_name(upload.filename or "", self.rules)
-            check_signature(name, upload.head, DEFAULT_SIGNATURES)
+            name = self.check_new_file(upload.filename or "", upload.head, upload.size)
             description = _text(upload.fields, "description", MAX_DESCRIPTION)
             message = _text(upload.fields, "message", MAX_MESSAGE) or f"Add {name}"
-            blob_id = await to_thread.run_sync(self._stage_content, name, upload)
+            blob_id = await to_thread.run_sync(self.stage_content, name, upload)
             return await self.writer.run(
-                self._commit_upload, user, name, upload, blob_id, description, message
+                self.commit_upload, user, name, upload, blob_id, description, message
             )
         finally:
             upload.discard()
@@ -263,7 +289,7 @@ class VaultService:
             if file_row(conn, name_key(name)) is not None:
                 raise Exists(f"a file named {name!r} already exists (names ignore case)")
 
-    def _commit_upload(
+    def commit_upload(
         self,
         user: User,
         name: str,
@@ -271,7 +297,11 @@ class VaultService:
         blob_id: str | None,
         description: str,
         message: str,
+        action: str = "upload",
     ) -> dict[str, Any]:
+        """The write transaction of an upload (or an import: ``action="import"``); blocking.
+
+        Raises Exists if a live file has the name by now."""
         with self.db.write() as conn:
             self.catch_up(conn)
             existing = file_row(conn, name_key(name), include_deleted=True)
@@ -281,11 +311,14 @@ class VaultService:
                 )
             version = 1 if existing is None else existing.version + 1
             revision = "1.0" if existing is None else next_revision(existing.revision, major=True)
-            record = self._commit_version(
+            # Checked in this transaction: the master cannot vanish between check and commit.
+            link_target = self._link_target(conn, name, upload) if is_link(name) else None
+            record = self.commit_version(
                 conn,
-                user=user,
+                author=user.username,
                 name=name,
-                action="upload",
+                action=action,
+                link_target=link_target,
                 version=version,
                 revision=revision,
                 sha256=upload.sha256,
@@ -301,7 +334,7 @@ class VaultService:
                 actor=user.username,
                 filename=name,
                 version=version,
-                data={"file": record, "message": message},
+                data={"file": record, "message": message, "action": action},
             )
             return record
 
@@ -318,7 +351,7 @@ class VaultService:
         try:
             row = await self.get_file(name)
             filename = row["filename"]
-            check_signature(filename, upload.head, DEFAULT_SIGNATURES)
+            check_signature(filename, upload.head, self.shop.current.signatures)
             message = _text(upload.fields, "message", MAX_MESSAGE)
             if not message:
                 raise BadRequest("a check-in needs a message saying what changed")
@@ -329,7 +362,7 @@ class VaultService:
                 if "description" in upload.fields
                 else None
             )
-            blob_id = await to_thread.run_sync(self._stage_content, filename, upload)
+            blob_id = await to_thread.run_sync(self.stage_content, filename, upload)
             return await self.writer.run(
                 self._commit_checkin,
                 user,
@@ -374,9 +407,9 @@ class VaultService:
             self.catch_up(conn)
             row = self._require_holder(conn, user, name)
             version = row.version + 1
-            record = self._commit_version(
+            record = self.commit_version(
                 conn,
-                user=user,
+                author=user.username,
                 name=row.filename,
                 action="checkin",
                 version=version,
@@ -399,11 +432,11 @@ class VaultService:
             )
             return record
 
-    def _commit_version(
+    def commit_version(
         self,
         conn: Connection,
         *,
-        user: User,
+        author: str,
         name: str,
         action: str,
         version: int,
@@ -415,9 +448,16 @@ class VaultService:
         description: str,
         file_id: int | None,
         release_lock: bool = False,
+        when: datetime | None = None,
+        email: str | None = None,
+        source: str | None = None,
+        link_target: str | None = None,
     ) -> dict[str, Any]:
-        """Git commit, then the file index and version rows, in the caller's transaction."""
-        now = datetime.now(UTC)
+        """Git commit, then the file index and version rows, in the caller's transaction.
+
+        ``when``, ``email`` and ``source`` are for imported history (see history/repo.py)."""
+        # Whole seconds, as git records them: the index rebuilt from git is then identical.
+        now = datetime.now(UTC).replace(microsecond=0) if when is None else when
         commit = self.repo.commit_change(
             filename=name,
             action=action,
@@ -427,16 +467,19 @@ class VaultService:
             size=size,
             lfs=self.is_lfs(name),
             blob_id=blob_id,
-            author=user.username,
+            author=author,
             message=message,
             when=now,
             expected_head=get_meta(conn, "git_head"),
             keep_lock=action == "checkin" and not release_lock,
+            email=email,
+            source=source,
+            link_target=link_target,
         )
         info = CommitInfo(
             commit=commit, parent=None, filename=name, action=action, version=version,
-            revision=revision, sha256=sha256, size=size, author=user.username,
-            message=message, when=now,
+            revision=revision, sha256=sha256, size=size, author=author,
+            message=message, when=now, source=source, link_target=link_target,
         )  # fmt: skip
         file_id = index_commit(conn, info, file_id=file_id, description=description)
         if release_lock:
@@ -473,6 +516,11 @@ class VaultService:
     def _checkout(self, user: User, name: str, message: str) -> dict[str, Any]:
         with self.db.write() as conn:
             row = self._require_file(conn, name)
+            if row.link_target is not None:
+                raise IsLink(
+                    f"{row.filename} is a link to {row.link_target}: "
+                    f"check out {row.link_target} instead"
+                )
             if row.lock_user == user.username:
                 return record_from_row(row)
             self._refuse_if_locked(row, user)
@@ -541,6 +589,65 @@ class VaultService:
             )
             return record
 
+    # --- link files ----------------------------------------------------------------------
+
+    async def create_link(
+        self, user: User, name: str, target: str, description: str, message: str
+    ) -> dict[str, Any]:
+        """A new .link entry whose content names its master (an upload of that text)."""
+        if not is_link(name):
+            raise InvalidType(f"a link's name ends in .link ({name!r} does not)")
+        description = clean_text(description, "description", MAX_DESCRIPTION)
+        message = clean_text(message, "message") or f"Link {name} to {target}"
+        content = (target.strip() + "\n").encode()
+        upload = await to_thread.run_sync(self._upload_of, name, content)
+        try:
+            name = self.check_new_file(name, upload.head, upload.size)
+            await to_thread.run_sync(self._check_name_free, name)
+            blob_id = await to_thread.run_sync(self.stage_content, name, upload)
+            return await self.writer.run(
+                self.commit_upload, user, name, upload, blob_id, description, message
+            )
+        finally:
+            await to_thread.run_sync(upload.discard)
+
+    def _upload_of(self, name: str, content: bytes) -> ReceivedUpload:
+        """Bytes made by the server, as if they had been uploaded (blocking)."""
+        path = self.tmp_dir / f"link-{secrets.token_hex(8)}"
+        with open(path, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return ReceivedUpload(
+            tmp_path=path,
+            filename=name,
+            size=len(content),
+            sha256=hashlib.sha256(content).hexdigest(),
+            head=content[:64],
+        )
+
+    def _link_target(self, conn: Connection, name: str, upload: ReceivedUpload) -> str:
+        """The master a .link upload names: an existing file that is not itself a link."""
+        try:
+            # Staged already: the bytes are in the content store under their sha256.
+            text = self.store.path_for(upload.sha256).read_bytes().decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise BadContent(f"{name} must hold its master's file name as UTF-8 text") from None
+        if not text or "\n" in text:
+            raise BadContent(f"{name} must hold exactly one file name: the master it points to")
+        master = file_row(conn, name_key(text))
+        if master is None:
+            raise BadContent(f"{name} points to {text!r}, which is not in the vault")
+        if master.link_target is not None or is_link(master.filename):
+            raise BadContent(f"{name} points to {master.filename}, which is itself a link")
+        return str(master.filename)
+
+    def _require_master(self, conn: Connection, link: Any) -> Any:
+        master = file_row(conn, name_key(link.link_target))
+        if master is None:  # cannot happen while deletes refuse masters with links
+            raise NotFound(f"{link.filename} points to {link.link_target}, which is gone")
+        return master
+
     # --- asking the holder ----------------------------------------------------------------
 
     async def request_unlock(self, user: User, name: str, message: str) -> dict[str, Any]:
@@ -606,9 +713,9 @@ class VaultService:
                 blob_id = self.repo.create_blob_from_file(self.store.path_for(old.sha256))
             version = row.version + 1
             message = message or f"Revert {row.filename} to version {target}"
-            record = self._commit_version(
+            record = self.commit_version(
                 conn,
-                user=user,
+                author=user.username,
                 name=row.filename,
                 action="revert",
                 version=version,
@@ -640,37 +747,68 @@ class VaultService:
         with self.db.write() as conn:
             self.catch_up(conn)
             row = self._require_file(conn, name)
-            if row.lock_user is not None:
-                raise LockedByOther(
-                    f"{row.filename} is checked out by {row.lock_user}; "
-                    "the lock must be released or broken before deleting"
-                )
-            version = row.version + 1
-            message = message or f"Delete {row.filename}"
-            commit = self.repo.commit_change(
-                filename=row.filename,
-                action="delete",
-                version=version,
-                revision=row.revision,
-                sha256=row.sha256,
-                size=row.size,
-                lfs=self.is_lfs(row.filename),
-                blob_id=None,
-                author=admin.username,
-                message=message,
-                when=datetime.now(UTC),
-                expected_head=get_meta(conn, "git_head"),
+            self.commit_delete(conn, row, author=admin.username, message=message)
+
+    def commit_delete(
+        self,
+        conn: Connection,
+        row: Any,
+        *,
+        author: str,
+        message: str,
+        when: datetime | None = None,
+        email: str | None = None,
+        source: str | None = None,
+    ) -> None:
+        """Delete the file of ``row`` (from ``file_row``) in the caller's write transaction:
+        the git commit, the index flag and the event. Refused while someone holds its lock
+        or while links point to it."""
+        linked = [
+            r.filename
+            for r in conn.execute(
+                select(files.c.filename)
+                .where(files.c.link_target == row.filename, files.c.deleted.is_(False))
+                .order_by(files.c.name_key)
             )
-            conn.execute(update(files).where(files.c.id == row.id).values(deleted=True))
-            set_meta(conn, "git_head", commit)
-            append(
-                conn,
-                EventType.FILE_DELETED,
-                actor=admin.username,
-                filename=row.filename,
-                version=row.version,
-                data={"filename": row.filename, "message": message},
+        ]
+        if linked:
+            raise HasLinks(
+                f"{row.filename} cannot be deleted while links point to it: "
+                f"{', '.join(linked)}; delete those first"
             )
+        if row.lock_user is not None:
+            raise LockedByOther(
+                f"{row.filename} is checked out by {row.lock_user}; "
+                "the lock must be released or broken before deleting"
+            )
+        version = row.version + 1
+        message = message or f"Delete {row.filename}"
+        commit = self.repo.commit_change(
+            filename=row.filename,
+            action="delete",
+            version=version,
+            revision=row.revision,
+            sha256=row.sha256,
+            size=row.size,
+            lfs=self.is_lfs(row.filename),
+            blob_id=None,
+            author=author,
+            message=message,
+            when=datetime.now(UTC) if when is None else when,
+            expected_head=get_meta(conn, "git_head"),
+            email=email,
+            source=source,
+        )
+        conn.execute(update(files).where(files.c.id == row.id).values(deleted=True))
+        set_meta(conn, "git_head", commit)
+        append(
+            conn,
+            EventType.FILE_DELETED,
+            actor=author,
+            filename=row.filename,
+            version=row.version,
+            data={"filename": row.filename, "message": message},
+        )
 
     # --- git is the history of record -----------------------------------------------------
 

@@ -42,7 +42,14 @@ class Database:
             )
             _configure_sqlite(self.engine, sqlite_synchronous)
         else:
-            self.engine = create_engine(url, pool_size=10, max_overflow=30, pool_pre_ping=True)
+            self.engine = create_engine(
+                url,
+                pool_size=10,
+                max_overflow=30,
+                pool_pre_ping=True,
+                # A database that went away fails a request in seconds, never hangs it.
+                connect_args={"connect_timeout": 5},
+            )
         # Called (in the writing thread) after every committed write: the live hub's wake-up.
         self.on_commit: list[Callable[[], None]] = []
 

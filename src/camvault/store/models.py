@@ -81,6 +81,8 @@ files = Table(
     Column("modified_by", String(64), nullable=False),
     # a deleted file leaves the list; its versions and git history stay
     Column("deleted", Boolean, nullable=False, default=False),
+    # For a .link entry: the filename of the master it points to (else null).
+    Column("link_target", String(255), nullable=True, index=True),
 )
 
 versions = Table(
@@ -132,4 +134,29 @@ shop_settings = Table(
     metadata,
     Column("key", String(64), primary_key=True),
     Column("value", JSON, nullable=False),
+)
+
+# The git mirror: at most one row (id 1). Its push state lives here, not in a process, so
+# every instance on the database reports the same status and any of them can push.
+mirror = Table(
+    "mirror",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("url", Text, nullable=False),
+    Column("username", String(255), nullable=False),
+    # AES-GCM ciphertext of the token (mirror/crypto.py) and the id of the key that made it
+    Column("token_ciphertext", Text, nullable=True),
+    Column("key_id", String(32), nullable=True),
+    # bumped on every configuration, so a push for an old configuration records nothing
+    Column("generation", Integer, nullable=False),
+    Column("configured_at", DateTime(timezone=True), nullable=False),
+    Column("configured_by", String(64), nullable=False),
+    Column("push_requested", Boolean, nullable=False, default=False),
+    Column("last_pushed", String(64), nullable=True),
+    Column("last_pushed_at", DateTime(timezone=True), nullable=True),
+    Column("last_attempt_at", DateTime(timezone=True), nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("error_kind", String(32), nullable=True),
+    Column("failures", Integer, nullable=False, default=0),
+    Column("next_retry_at", DateTime(timezone=True), nullable=True),
 )

@@ -36,6 +36,7 @@ _FILE_COLUMNS = (
     files.c.description,
     files.c.modified_at,
     files.c.modified_by,
+    files.c.link_target,
     _holders.c.username.label("lock_user"),
     locks.c.since.label("lock_since"),
     locks.c.message.label("lock_message"),
@@ -65,6 +66,7 @@ def record_from_row(row: Any) -> dict[str, Any]:
         "modified_at": iso(row.modified_at),
         "modified_by": row.modified_by,
         "lock": lock,
+        "link_target": row.link_target,
     }
 
 
