@@ -41,11 +41,13 @@ AUDIT_COLUMNS = ["seq", "at", "actor", "type", "filename", "version", "message",
 
 
 @pytest.fixture
-def server(launch: Launcher, tmp_path: Path) -> Server:
-    # Locks count as stale after 3.6 s, so the dashboard's highlight can be seen in a test.
+def server(launch: Launcher, server_database_url: str | None, tmp_path: Path) -> Server:
+    """A server on SQLite, and on PostgreSQL when the test run has one. Locks count as
+    stale after 3.6 s, so the dashboard's highlight can be seen in a test."""
     return launch.start(
         tmp_path / "data",
         admin_password=PASSWORD,
+        database_url=server_database_url,
         env={"CAMVAULT_STALE_LOCK_HOURS": "0.001"},
     )
 
