@@ -17,6 +17,7 @@ from camvault.api import (
     routes_admin,
     routes_audit,
     routes_auth,
+    routes_dashboard,
     routes_files,
     routes_meta,
     routes_settings,
@@ -64,6 +65,7 @@ def create_app(settings: Settings, camvault: Camvault | None = None) -> FastAPI:
     app.include_router(routes_files.links)
     app.include_router(routes_users.router)
     app.include_router(routes_audit.router)
+    app.include_router(routes_dashboard.router)
     app.include_router(routes_settings.router)
     app.include_router(ws.router)
     app.include_router(routes_meta.router)

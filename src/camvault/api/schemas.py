@@ -223,3 +223,26 @@ class ShopSettingsAnswer(BaseModel):
     defaults: ShopSettingsOut | None = None
     effects: SettingsEffects | None = None
     saved: bool = Field(default=False, description="False for a dry run")
+
+
+class UserCheckins(BaseModel):
+    user: str
+    counts: list[int] = Field(description="Check-ins per day, one number per entry of 'days'")
+    total: int
+
+
+class ActiveFile(BaseModel):
+    filename: str
+    events: int = Field(description="File events (uploads, checkouts, check-ins...) in the window")
+    checkins: int
+    last_at: str
+
+
+class DashboardOut(BaseModel):
+    seq: int = Field(description="The event-log position these numbers reflect")
+    generated_at: str
+    timezone: str
+    days: list[str] = Field(description="The last 30 days (ISO dates, oldest first, today last)")
+    checkins: list[UserCheckins] = Field(description="Per user, busiest first")
+    checkins_total: int
+    active_files: list[ActiveFile] = Field(description="Most file events first, at most 10")

@@ -54,6 +54,14 @@ export const api = {
     request("POST", `/api/files/${encodeURIComponent(name)}/break-lock`, { reason }),
   remove: (name) => request("DELETE", `/api/files/${encodeURIComponent(name)}`),
   checkNames: (names) => request("POST", "/api/names/check", { names }),
+  changePassword: (current, next) => request("POST", "/api/auth/password", { current, new: next }),
+  accounts: () => request("GET", "/api/admin/users"),
+  createAccount: (username, role, password) =>
+    request("POST", "/api/admin/users", { username, role, password }),
+  updateAccount: (name, patch) =>
+    request("PATCH", `/api/admin/users/${encodeURIComponent(name)}`, patch),
+  audit: (query) => request("GET", `/api/audit?${query}`),
+  dashboard: (tz) => request("GET", `/api/dashboard?${new URLSearchParams({ tz })}`),
 };
 
 export function contentUrl(name, version) {

@@ -3,10 +3,27 @@
 
 import { ApiError, api, contentUrl, uploadForm } from "./api.js";
 import { createLiveClient, initialLiveState } from "./live.js";
+import { EMPTY_AUDIT_FILTERS, auditQuery, dashboardStale, upsertAccount } from "./pages.js";
+import { hashFor, pageFor } from "./routes.js";
 import { createStore } from "./store.js";
+import { createAccountView } from "./views/account.js";
+import { createAuditView } from "./views/audit.js";
 import { renderBanner, renderHeader, renderLogin, renderToasts } from "./views/chrome.js";
+import { createDashboardView } from "./views/dashboard.js";
 import { createDialogView } from "./views/dialogs.js";
+import { createUsersView } from "./views/users.js";
 import { createVaultView } from "./views/vault.js";
+
+const PAGE_VIEWS = {
+  vault: createVaultView,
+  dashboard: createDashboardView,
+  audit: createAuditView,
+  users: createUsersView,
+  account: createAccountView,
+};
+const AUDIT_PAGE = 100;
+const DASHBOARD_DEBOUNCE_MS = 700;
+const timeZone = () => Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
 
 const saved = (key, fallback) => {
   try {
@@ -28,6 +45,10 @@ function freshState(extra = {}) {
       theme: saved("theme", "auto"), dialog: null, toasts: [], now: Date.now(),
       busy: false, loginMessage: null,
     },
+    accounts: { list: null, loadError: null, error: null, formError: null, busy: false, created: 0 },
+    audit: { applied: EMPTY_AUDIT_FILTERS, events: null, nextBefore: null, loading: false, error: null },
+    dashboard: { data: null, error: null },
+    account: { busy: false, message: null },
     ...extra,
   };
 }
@@ -39,6 +60,7 @@ let upload = null; // the running upload's abort handle
 let nextId = 1;
 
 const setUi = (patch) => store.setState((s) => ({ ...s, ui: { ...s.ui, ...(typeof patch === "function" ? patch(s.ui) : patch) } }));
+const setSlice = (key, patch) => store.setState((s) => ({ ...s, [key]: { ...s[key], ...patch } }));
 const setDialog = (patch) => setUi((ui) => (ui.dialog ? { dialog: { ...ui.dialog, ...patch } } : {}));
 
 function toast(kind, message, { title = null, sticky = false } = {}) {
@@ -71,8 +93,59 @@ function download(name, version) {
 
 async function startSession(user) {
   const config = await api.config();
-  store.setState((s) => ({ ...s, user, config, ui: { ...s.ui, view: "vault", loginMessage: null, busy: false } }));
+  store.setState((s) => ({ ...s, user, config, ui: { ...s.ui, loginMessage: null, busy: false } }));
   live = createLiveClient(store);
+  route();
+}
+
+// --- pages: the hash names the page; hashchange (links, back/forward, reload) routes ------
+
+function route() {
+  const state = store.getState();
+  if (!state.user) return;
+  const page = pageFor(location.hash, state.user);
+  if (location.hash && hashFor(page) !== location.hash.split("?")[0]) {
+    history.replaceState(null, "", hashFor(page)); // e.g. a non-admin at #/audit
+  }
+  if (page === state.ui.view) return;
+  setUi({ view: page });
+  if (page === "users") actions.loadAccounts();
+  if (page === "audit") actions.loadAudit(store.getState().audit.applied);
+  if (page === "dashboard") loadDashboard();
+  if (page === "account") setSlice("account", { message: null });
+}
+
+let dashboardLoading = false;
+let dashboardAgain = false;
+let dashboardTimer = null;
+
+async function loadDashboard() {
+  if (dashboardLoading) {
+    dashboardAgain = true; // one more fetch after this one, for the change it may have missed
+    return;
+  }
+  dashboardLoading = true;
+  try {
+    const data = await api.dashboard(timeZone());
+    setSlice("dashboard", { data, error: null });
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) return sessionEnded();
+    setSlice("dashboard", { error: `The activity numbers could not be loaded: ${error.message}` });
+  } finally {
+    dashboardLoading = false;
+    if (dashboardAgain && store.getState().ui.view === "dashboard") {
+      dashboardAgain = false;
+      loadDashboard();
+    }
+  }
+}
+
+async function accountChange(name, patch, success) {
+  setSlice("accounts", { error: null });
+  const account = await api.updateAccount(name, patch);
+  store.setState((s) => ({ ...s, accounts: { ...s.accounts, list: upsertAccount(s.accounts.list, account) } }));
+  toast("success", success);
+  return account;
 }
 
 async function runUpload(path, fields, file, onProgress) {
@@ -126,6 +199,17 @@ const SUBMIT = {
     await api.remove(d.name);
     setUi({ dialog: null });
     toast("success", `${d.name} was deleted.`);
+  },
+  async disableUser(d) {
+    setDialog({ busy: true, error: null });
+    await accountChange(d.name, { disabled: true }, `${d.name} is disabled and was signed out.`);
+    setUi({ dialog: null });
+  },
+  async setPassword(d, { text }) {
+    if (!text) return setDialog({ error: "Type the new password." });
+    setDialog({ busy: true, error: null });
+    await accountChange(d.name, { password: text }, `${d.name} has a new password and was signed out.`);
+    setUi({ dialog: null });
   },
   async checkin(d, { message, keepLocked, major }) {
     const file = d.files?.[0];
@@ -251,6 +335,84 @@ const actions = {
     upload?.abort();
     setUi({ dialog: null });
   },
+
+  // --- users (admin) ---
+  async loadAccounts() {
+    try {
+      const list = await api.accounts();
+      setSlice("accounts", { list: list.reduce(upsertAccount, []), loadError: null });
+    } catch (error) {
+      if (error.status === 401) return sessionEnded();
+      setSlice("accounts", { loadError: error.message });
+    }
+  },
+  async createAccount(username, role, password) {
+    setSlice("accounts", { busy: true, formError: null, error: null });
+    try {
+      const account = await api.createAccount(username, role, password);
+      store.setState((s) => ({ ...s, accounts: { ...s.accounts, busy: false, created: s.accounts.created + 1,
+                                                  list: upsertAccount(s.accounts.list, account) } }));
+      toast("success", `Account ${account.username} created.`);
+    } catch (error) {
+      if (error.status === 401) return sessionEnded();
+      setSlice("accounts", { busy: false, formError: error.message });
+    }
+  },
+  async setRole(name, role) {
+    try {
+      await accountChange(name, { role }, `${name} is now ${role === "admin" ? "an admin" : "a user"}.`);
+    } catch (error) {
+      if (error.status === 401) return sessionEnded();
+      // A new list object re-renders the rows: the select shows the role still in force.
+      store.setState((s) => ({ ...s, accounts: { ...s.accounts, list: [...(s.accounts.list ?? [])],
+                                                  error: `${name} was not changed: ${error.message}` } }));
+    }
+  },
+  async enableAccount(name) {
+    try {
+      await accountChange(name, { disabled: false }, `${name} can sign in again.`);
+    } catch (error) {
+      if (error.status === 401) return sessionEnded();
+      setSlice("accounts", { error: `${name} was not changed: ${error.message}` });
+    }
+  },
+  openAccountDialog(kind, name) {
+    setSlice("accounts", { error: null });
+    setUi({ dialog: { id: nextId++, kind, name } });
+  },
+
+  // --- audit (admin) ---
+  async loadAudit(filters, before = null) {
+    setSlice("audit", { applied: filters, loading: true, error: null, ...(before ? {} : { events: null, nextBefore: null }) });
+    try {
+      const page = await api.audit(auditQuery(filters, { before, limit: AUDIT_PAGE }));
+      if (store.getState().audit.applied !== filters) return; // newer filters were applied meanwhile
+      store.setState((s) => ({ ...s, audit: { ...s.audit, loading: false, nextBefore: page.next_before,
+        events: before ? [...(s.audit.events ?? []), ...page.events] : page.events } }));
+    } catch (error) {
+      if (error.status === 401) return sessionEnded();
+      setSlice("audit", { loading: false, error: error.message });
+    }
+  },
+  olderAudit() {
+    const a = store.getState().audit;
+    if (a.nextBefore && !a.loading) actions.loadAudit(a.applied, a.nextBefore);
+  },
+
+  // --- account (everyone) ---
+  async changePassword(current, next, again) {
+    if (next !== again) {
+      return setSlice("account", { message: { kind: "error", text: "The two new passwords differ. Type the same one twice." } });
+    }
+    setSlice("account", { busy: true, message: null });
+    try {
+      await api.changePassword(current, next);
+      setSlice("account", { busy: false, message: { kind: "success", text: "Your password was changed. Your other sessions were signed out." } });
+    } catch (error) {
+      if (error.status === 401) return sessionEnded();
+      setSlice("account", { busy: false, message: { kind: "error", text: error.message } });
+    }
+  },
 };
 
 // --- rendering: at most once per frame, always from the newest state ----------------------
@@ -261,7 +423,7 @@ const main = document.getElementById("main");
 const toasts = document.getElementById("toasts");
 const dialogEl = document.getElementById("dialog");
 const renderDialog = createDialogView(dialogEl, actions);
-let renderVault = null;
+let page = null; // {name, render}: the page view now in <main>
 let rendered = null;
 let scheduled = false;
 
@@ -276,12 +438,15 @@ function render() {
   renderToasts(toasts, state, actions);
   if (state.ui.view === "login") {
     if (prev?.ui.view !== "login" || prev.ui.loginMessage !== state.ui.loginMessage || prev.ui.busy !== state.ui.busy) {
-      renderVault = null;
+      page = null;
       renderLogin(main, state, actions);
     }
-  } else if (state.ui.view === "vault") {
-    if (!renderVault) renderVault = createVaultView(main, actions);
-    renderVault(state, prev?.ui.view === "vault" ? prev : null);
+  } else if (PAGE_VIEWS[state.ui.view]) {
+    const fresh = page?.name !== state.ui.view;
+    if (fresh) page = { name: state.ui.view, render: PAGE_VIEWS[state.ui.view](main, actions) };
+    page.render(state, fresh ? null : prev);
+    // A page opened by navigation takes the focus to its title (where a reader starts).
+    if (fresh && prev && PAGE_VIEWS[prev.ui.view]) main.querySelector(".page-title")?.focus();
   }
   renderDialog(state);
   // A modal dialog makes the rest of the page inert and covers it: toasts go inside it.
@@ -309,12 +474,19 @@ store.subscribe((state, prev) => {
           { title: "Someone needs your file", sticky: true })
         : toast("info", note.message, { sticky: true }));
   }
+  if (dashboardStale(state, prev)) {
+    // Checkouts on the dashboard follow the store at once; the counts are fetched again,
+    // once for a burst of changes.
+    clearTimeout(dashboardTimer);
+    dashboardTimer = setTimeout(loadDashboard, DASHBOARD_DEBOUNCE_MS);
+  }
   if (state.connection.status === "reconnecting" && prev.connection.status !== "reconnecting" && live) {
     api.me().catch((error) => { if (error.status === 401) sessionEnded(); });
   }
 });
 
 setInterval(() => setUi({ now: Date.now() }), 1000);
+window.addEventListener("hashchange", route);
 
 // Files dropped anywhere but a row start a new upload; the browser never navigates to them.
 document.addEventListener("dragover", (event) => event.preventDefault());

@@ -1,24 +1,57 @@
 // Everything around the list: header, connection banner, toasts and the login form.
 
+import { pagesFor } from "../routes.js";
 import { h } from "./dom.js";
 
+const THEME_LABELS = { auto: "Theme: system", dark: "Theme: dark", light: "Theme: light" };
+const STATUS_LABELS = { live: "Live", offline: "Offline", reconnecting: "Reconnecting" };
+let header = null; // the header's elements, built once per signed-in user
+
+function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
+}
+
+function buildHeader(root, user, actions) {
+  const theme = h("button", { type: "button", class: "ghost", id: "theme", onclick: actions.cycleTheme });
+  const brand = h("div", { class: "brand" }, h("span", { class: "logo", "aria-hidden": "true" }, "◆"), "camvault");
+  if (!user) {
+    root.replaceChildren(brand, theme);
+    return { root, key: "", theme, links: [] };
+  }
+  const links = pagesFor(user).map((page) =>
+    h("a", { href: page.hash, class: "nav-link", dataset: { page: page.name } }, page.label));
+  const statusText = h("span", {});
+  const status = h("span", { class: "status-pill", id: "connection" },
+    h("span", { class: "dot", "aria-hidden": "true" }), statusText);
+  const presence = h("span", { class: "presence", title: "Online now" });
+  root.replaceChildren(
+    brand,
+    h("nav", { class: "nav", "aria-label": "Pages" }, links),
+    h("div", { class: "who" }, status, presence, theme,
+      h("span", { class: "user" }, `${user.username}${user.role === "admin" ? " (admin)" : ""}`),
+      h("button", { type: "button", class: "ghost", id: "logout", onclick: actions.logout }, "Log out")));
+  return { root, key: `${user.username}|${user.role}`, theme, links, status, statusText, presence };
+}
+
+/** The header is built once per user and then only its changing parts follow the state. */
 export function renderHeader(root, state, actions) {
   const user = state.user;
-  const themeLabel = { auto: "Theme: system", dark: "Theme: dark", light: "Theme: light" }[state.ui.theme];
-  root.replaceChildren(
-    h("div", { class: "brand" }, h("span", { class: "logo", "aria-hidden": "true" }, "◆"), "camvault"),
-    user
-      ? h("div", { class: "who" },
-          h("span", { class: `status-pill ${state.connection.status}`, id: "connection" },
-            h("span", { class: "dot", "aria-hidden": "true" }),
-            { live: "Live", offline: "Offline", reconnecting: "Reconnecting" }[state.connection.status] ?? "Connecting"),
-          h("span", { class: "presence", title: "Online now" },
-            `${state.online.length} online: ${state.online.join(", ")}`),
-          h("button", { type: "button", class: "ghost", id: "theme", onclick: actions.cycleTheme }, themeLabel),
-          h("span", { class: "user" }, `${user.username}${user.role === "admin" ? " (admin)" : ""}`),
-          h("button", { type: "button", class: "ghost", id: "logout", onclick: actions.logout }, "Log out"))
-      : h("button", { type: "button", class: "ghost", id: "theme", onclick: actions.cycleTheme }, themeLabel),
-  );
+  const key = user ? `${user.username}|${user.role}` : "";
+  if (!header || header.root !== root || header.key !== key) header = buildHeader(root, user, actions);
+  setText(header.theme, THEME_LABELS[state.ui.theme]);
+  if (!user) return;
+  const status = state.connection.status;
+  const pill = `status-pill ${status}`;
+  if (header.status.className !== pill) header.status.className = pill;
+  setText(header.statusText, STATUS_LABELS[status] ?? "Connecting");
+  setText(header.presence, `${state.online.length} online: ${state.online.join(", ")}`);
+  for (const link of header.links) {
+    const current = link.dataset.page === state.ui.view;
+    if (current !== link.hasAttribute("aria-current")) {
+      if (current) link.setAttribute("aria-current", "page");
+      else link.removeAttribute("aria-current");
+    }
+  }
 }
 
 export function renderBanner(root, state, actions) {

@@ -178,6 +178,30 @@ function historyDialog(d, actions) {
   };
 }
 
+function setPasswordDialog(d, actions) {
+  const error = errorLine();
+  const password = h("input", { id: "dialog-password", type: "password", autocomplete: "new-password",
+                                required: true, maxlength: 1024 });
+  const submit = h("button", { type: "submit", class: "primary" }, "Set password");
+  const form = h("form", { onsubmit: (event) => {
+      event.preventDefault();
+      actions.submitDialog({ text: password.value });
+    } },
+    h("h2", { id: "dialog-title" }, `New password for ${d.name}`),
+    h("p", {}, `${d.name} is signed out everywhere and signs in with this password from now on.`),
+    field("New password", password, "At least 8 characters, not a common password."),
+    error.el,
+    h("div", { class: "buttons" }, h("button", { type: "button", onclick: actions.closeDialog }, "Cancel"), submit));
+  return {
+    el: form,
+    focus: password,
+    update(next) {
+      error.set(next.error);
+      submit.disabled = Boolean(next.busy);
+    },
+  };
+}
+
 const BUILDERS = {
   checkout: (d, a) => confirmDialog(d, a, { title: `Check out ${d.name}`, confirm: "Check out",
     body: "You get the lock and the file downloads. Others see that you have it.",
@@ -192,10 +216,22 @@ const BUILDERS = {
     textLabel: `Message to ${d.holder}` }),
   delete: (d, a) => confirmDialog(d, a, { title: `Delete ${d.name}?`, confirm: "Delete", danger: true,
     body: "It leaves the list. Its history stays in the git repository." }),
+  disableUser: (d, a) => confirmDialog(d, a, { title: `Disable ${d.name}?`, confirm: "Disable", danger: true,
+    body: `${d.name} is signed out at once, on every device, and cannot sign in until enabled again. Their files and history stay.` }),
+  setPassword: setPasswordDialog,
   checkin: checkinDialog,
   newFile: newFileDialog,
   history: historyDialog,
 };
+
+/** Focus a rebuilt table row's button for `action`, or its first control. */
+function focusKeyed(key, action) {
+  const row = document.querySelector(`[data-focus-row="${CSS.escape(key)}"]`);
+  const target = (action && row?.querySelector(`[data-action="${CSS.escape(action)}"]`))
+    ?? row?.querySelector("button") ?? row?.querySelector("select");
+  target?.focus();
+  return Boolean(target);
+}
 
 export function createDialogView(dialog, actions) {
   let current = null; // {id, part}
@@ -216,7 +252,9 @@ export function createDialogView(dialog, actions) {
         dialog.replaceChildren();
         // The opener's row may have been rebuilt meanwhile (its lock changed): focus its twin.
         if (opener?.isConnected) opener.focus();
-        else if (!(openerRow && focusRow(openerRow.filename, openerRow.action))) {
+        else if (!(openerRow && (openerRow.focusRow
+          ? focusKeyed(openerRow.focusRow, openerRow.action)
+          : focusRow(openerRow.filename, openerRow.action)))) {
           document.getElementById("main")?.focus();
         }
       }
@@ -226,7 +264,9 @@ export function createDialogView(dialog, actions) {
       if (!current) {
         opener = document.activeElement;
         const row = opener?.closest?.(".row");
-        openerRow = row ? { filename: row.dataset.filename, action: opener.dataset.action } : null;
+        const other = opener?.closest?.("[data-focus-row]");
+        openerRow = row ? { filename: row.dataset.filename, action: opener.dataset.action }
+          : other ? { focusRow: other.dataset.focusRow, action: opener.dataset.action } : null;
       }
       const part = BUILDERS[d.kind](d, actions);
       const toasts = document.getElementById("toasts");
