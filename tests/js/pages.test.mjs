@@ -36,10 +36,12 @@ test("a plain user is never routed to an admin page, nor offered one", () => {
   assert.equal(pageFor("#/users", admin), "users");
   assert.equal(pageFor("#/audit", user), "vault");
   assert.equal(pageFor("#/users", user), "vault");
+  assert.equal(pageFor("#/settings", user), "vault");
+  assert.equal(pageFor("#/settings", admin), "settings");
   assert.equal(pageFor("#/dashboard", user), "dashboard");
   assert.equal(pageFor("#/account", user), "account");
   assert.deepEqual(pagesFor(user).map((p) => p.name), ["vault", "dashboard", "account"]);
-  assert.deepEqual(pagesFor(admin).map((p) => p.name), ["vault", "dashboard", "audit", "users", "account"]);
+  assert.deepEqual(pagesFor(admin).map((p) => p.name), ["vault", "dashboard", "audit", "users", "settings", "account"]);
   assert.deepEqual(pagesFor(null).map((p) => p.name), ["vault", "dashboard", "account"]);
 });
 

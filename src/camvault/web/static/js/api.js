@@ -61,6 +61,10 @@ export const api = {
   updateAccount: (name, patch) =>
     request("PATCH", `/api/admin/users/${encodeURIComponent(name)}`, patch),
   audit: (query) => request("GET", `/api/audit?${query}`),
+  createLink: (name, target, description) => request("POST", "/api/links", { name, target, description }),
+  shopSettings: () => request("GET", "/api/admin/settings"),
+  saveShopSettings: (patch, dryRun = false) =>
+    request("PATCH", `/api/admin/settings${dryRun ? "?dry_run=true" : ""}`, patch),
   dashboard: (tz) => request("GET", `/api/dashboard?${new URLSearchParams({ tz })}`),
 };
 

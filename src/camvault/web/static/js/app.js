@@ -5,12 +5,14 @@ import { ApiError, api, contentUrl, uploadForm } from "./api.js";
 import { createLiveClient, initialLiveState } from "./live.js";
 import { EMPTY_AUDIT_FILTERS, auditQuery, dashboardStale, upsertAccount } from "./pages.js";
 import { hashFor, pageFor } from "./routes.js";
+import { settingsPatch } from "./shop.js";
 import { createStore } from "./store.js";
 import { createAccountView } from "./views/account.js";
 import { createAuditView } from "./views/audit.js";
 import { renderBanner, renderHeader, renderLogin, renderToasts } from "./views/chrome.js";
 import { createDashboardView } from "./views/dashboard.js";
 import { createDialogView } from "./views/dialogs.js";
+import { createSettingsView } from "./views/settings.js";
 import { createUsersView } from "./views/users.js";
 import { createVaultView } from "./views/vault.js";
 
@@ -19,6 +21,7 @@ const PAGE_VIEWS = {
   dashboard: createDashboardView,
   audit: createAuditView,
   users: createUsersView,
+  settings: createSettingsView,
   account: createAccountView,
 };
 const AUDIT_PAGE = 100;
@@ -49,6 +52,7 @@ function freshState(extra = {}) {
     audit: { applied: EMPTY_AUDIT_FILTERS, events: null, nextBefore: null, loading: false, error: null },
     dashboard: { data: null, error: null },
     account: { busy: false, message: null },
+    shopSettings: { data: null, loadError: null, error: null, busy: false, dirty: false, preview: null },
     ...extra,
   };
 }
@@ -113,6 +117,30 @@ function route() {
   if (page === "audit") actions.loadAudit(store.getState().audit.applied);
   if (page === "dashboard") loadDashboard();
   if (page === "account") setSlice("account", { message: null });
+  if (page === "settings") actions.loadShopSettings();
+}
+
+async function sendSettings(values, dryRun) {
+  const s = store.getState().shopSettings;
+  if (!s.data) return;
+  const patch = settingsPatch(values, s.data);
+  if (!Object.keys(patch).length) {
+    setSlice("shopSettings", { error: null, preview: null, dirty: false });
+    return toast("info", "Nothing changed: the settings are as shown.");
+  }
+  setSlice("shopSettings", { busy: true, error: null });
+  try {
+    const answer = await api.saveShopSettings(patch, dryRun);
+    if (dryRun) {
+      setSlice("shopSettings", { busy: false, preview: answer.effects });
+    } else {
+      setSlice("shopSettings", { busy: false, data: answer.settings, dirty: false, preview: answer.effects });
+      toast("success", "Settings saved. Every open page uses them now.");
+    }
+  } catch (error) {
+    if (error.status === 401) return sessionEnded();
+    setSlice("shopSettings", { busy: false, error: error.message });
+  }
 }
 
 let dashboardLoading = false;
@@ -222,6 +250,13 @@ const SUBMIT = {
     setUi({ dialog: null });
     toast("success", `${record.filename} checked in as v${record.version} (rev ${record.revision}).`);
   },
+  async newLink(d, { name, target, description }) {
+    if (!name || !target) return setDialog({ error: "Give the link a name and choose its master file." });
+    setDialog({ busy: true, error: null });
+    const record = await api.createLink(name, target, description);
+    setUi({ dialog: null });
+    toast("success", `${record.filename} now stands for ${record.link_target}.`);
+  },
   async newFile(d, { description, message }) {
     setDialog({ busy: true, error: null });
     for (const item of d.items.filter((i) => i.status === "ready")) {
@@ -285,6 +320,11 @@ const actions = {
   },
   retryNow: () => live?.retryNow(),
   dismissToast: (id) => setUi((ui) => ({ toasts: ui.toasts.filter((t) => t.id !== id) })),
+  openNewLink() {
+    const names = [...store.getState().files.values()]
+      .filter((f) => !f.link_target).map((f) => f.filename).sort();
+    setUi({ dialog: { id: nextId++, kind: "newLink", names } });
+  },
   openNewFile(files = []) {
     setUi({ dialog: { id: nextId++, kind: "newFile", items: [] } });
     if (files.length) actions.chooseFiles(files);
@@ -399,6 +439,27 @@ const actions = {
     if (a.nextBefore && !a.loading) actions.loadAudit(a.applied, a.nextBefore);
   },
 
+  // --- shop settings (admins) ---
+  async loadShopSettings() {
+    try {
+      const { settings } = await api.shopSettings();
+      setSlice("shopSettings", { data: settings, loadError: null, dirty: false });
+    } catch (error) {
+      if (error.status === 401) return sessionEnded();
+      setSlice("shopSettings", { loadError: `The settings could not be loaded: ${error.message}` });
+    }
+  },
+  editSettings() {
+    const s = store.getState().shopSettings;
+    if (!s.dirty || s.preview) setSlice("shopSettings", { dirty: true, preview: null });
+  },
+  async previewSettings(values) {
+    await sendSettings(values, true);
+  },
+  async saveSettings(values) {
+    await sendSettings(values, false);
+  },
+
   // --- account (everyone) ---
   async changePassword(current, next, again) {
     if (next !== again) {
@@ -473,6 +534,10 @@ store.subscribe((state, prev) => {
         ? toast("info", `${note.from} asks you to release ${note.filename}${note.message ? `: “${note.message}”` : "."}`,
           { title: "Someone needs your file", sticky: true })
         : toast("info", note.message, { sticky: true }));
+  }
+  if (state.settings !== prev.settings && state.ui.view === "settings" && !state.shopSettings.dirty
+      && !state.shopSettings.busy) {
+    actions.loadShopSettings();
   }
   if (dashboardStale(state, prev)) {
     // Checkouts on the dashboard follow the store at once; the counts are fetched again,

@@ -80,7 +80,9 @@ export function applyFrame(state, frame) {
     case "PRESENCE":
       return { ...state, stats, online: payload.online ?? [] };
     case "CONFIG_CHANGED":
-      return { ...state, stats, seq, settings: payload.settings };
+      // The page adapts at once: config is what GET /api/config gave, now newer.
+      return { ...state, stats, seq, settings: payload.settings,
+               config: { ...(state.config ?? {}), ...payload.settings } };
     case "LOCK_BROKEN":
     case "NOTIFICATION": {
       if (state.notifications.some((n) => n.type === frame.type && n.seq === frame.seq)) {

@@ -6,6 +6,7 @@ export const PAGES = [
   { name: "dashboard", hash: "#/dashboard", label: "Dashboard" },
   { name: "audit", hash: "#/audit", label: "Audit", admin: true },
   { name: "users", hash: "#/users", label: "Users", admin: true },
+  { name: "settings", hash: "#/settings", label: "Settings", admin: true },
   { name: "account", hash: "#/account", label: "Account" },
 ];
 

@@ -202,6 +202,38 @@ function setPasswordDialog(d, actions) {
   };
 }
 
+function newLinkDialog(d, actions) {
+  const error = errorLine();
+  const name = h("input", { id: "link-name", required: true, maxlength: 255, autocomplete: "off",
+                            placeholder: "1234567_ABC123.link", spellcheck: "false" });
+  const target = h("input", { id: "link-target", required: true, maxlength: 255, autocomplete: "off",
+                              list: "link-targets", spellcheck: "false", value: d.target ?? "" });
+  const options = h("datalist", { id: "link-targets" }, (d.names ?? []).map((n) => h("option", { value: n })));
+  const description = h("input", { id: "link-description", maxlength: 1000, autocomplete: "off" });
+  const submit = h("button", { type: "submit", class: "primary" }, "Create link");
+  const form = h("form", { onsubmit: (event) => {
+      event.preventDefault();
+      actions.submitDialog({ name: name.value.trim(), target: target.value.trim(), description: description.value });
+    } },
+    h("h2", { id: "dialog-title" }, "New link"),
+    h("p", {}, "A link stands for a master file under another part number: it shows the master's version ",
+      "and who has it, downloads the master, and is never checked out itself."),
+    field("Link name (ends in .link)", name),
+    field("Master file", target), options,
+    field("Description (optional)", description),
+    error.el,
+    h("div", { class: "buttons" },
+      h("button", { type: "button", onclick: actions.closeDialog }, "Cancel"), submit));
+  return {
+    el: form,
+    focus: name,
+    update(next) {
+      error.set(next.error);
+      submit.disabled = Boolean(next.busy);
+    },
+  };
+}
+
 const BUILDERS = {
   checkout: (d, a) => confirmDialog(d, a, { title: `Check out ${d.name}`, confirm: "Check out",
     body: "You get the lock and the file downloads. Others see that you have it.",
@@ -221,6 +253,7 @@ const BUILDERS = {
   setPassword: setPasswordDialog,
   checkin: checkinDialog,
   newFile: newFileDialog,
+  newLink: newLinkDialog,
   history: historyDialog,
 };
 

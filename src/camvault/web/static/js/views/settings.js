@@ -11,11 +11,12 @@ export function createSettingsView(root, actions) {
   const fields = {
     allowed_extensions: input("set-extensions", { "aria-describedby": "set-extensions-hint" }),
     name_pattern: input("set-pattern", { "aria-describedby": "set-pattern-hint", spellcheck: "false" }),
-    max_upload_mb: input("set-max-upload", { type: "number", min: "0.001", step: "any" }),
-    stale_lock_hours: input("set-stale", { type: "number", min: "0.01", step: "any" }),
-    session_hours: input("set-session", { type: "number", min: "0.01", step: "any" }),
-    group_digits: input("set-group-digits", { type: "number", min: "1", max: "20", step: "1" }),
-    group_keep: input("set-group-keep", { type: "number", min: "0", max: "20", step: "1" }),
+    // No min/max here: the server checks every value and its message names the field.
+    max_upload_mb: input("set-max-upload", { type: "number", step: "any" }),
+    stale_lock_hours: input("set-stale", { type: "number", step: "any" }),
+    session_hours: input("set-session", { type: "number", step: "any" }),
+    group_digits: input("set-group-digits", { type: "number", step: "1" }),
+    group_keep: input("set-group-keep", { type: "number", step: "1" }),
     ws_allowed_origins: input("set-origins", { "aria-describedby": "set-origins-hint", spellcheck: "false" }),
   };
   const signatures = h("tbody", {});
@@ -114,11 +115,11 @@ export function createSettingsView(root, actions) {
     if (s.preview) {
       const { failing_names: failing, failing_count: count } = s.preview;
       const items = failing.map((f) => h("li", {}, h("span", { class: "filename" }, f.filename), ` — ${f.reason}`));
-      setChildren(preview, count
+      setChildren(preview, (count
         ? [h("p", {}, `${count} existing ${count === 1 ? "file" : "files"} would not be accepted as new uploads `
              + "(they stay in the vault and keep working):"), h("ul", { class: "failing-names" }, items),
            count > failing.length ? h("p", { class: "hint" }, `…and ${count - failing.length} more.`) : null]
-        : [h("p", {}, "Every existing file name passes these rules.")]);
+        : [h("p", {}, "Every existing file name passes these rules.")]).filter(Boolean));
     }
   };
 }

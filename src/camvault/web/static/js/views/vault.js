@@ -44,8 +44,10 @@ export function createVaultView(root, actions) {
                   onclick: () => actions.setFilter(value) }, label));
   const newButton = h("button", { type: "button", class: "primary", id: "new-file",
                                   onclick: () => actions.openNewFile() }, "New file");
+  const linkButton = h("button", { type: "button", id: "new-link",
+                                   onclick: () => actions.openNewLink() }, "New link");
   toolbar.append(search, h("div", { class: "chips", role: "group", "aria-label": "Filter" },
-                           filterButtons), newButton);
+                           filterButtons), h("div", { class: "toolbar-end" }, linkButton, newButton));
 
   // A link shows its master's version and lock (the page holds the master's record too).
   function shown(record, ctx) {
@@ -208,7 +210,7 @@ export function createVaultView(root, actions) {
     const ui = state.ui;
     if (document.activeElement !== search && search.value !== ui.query) search.value = ui.query;
     for (const b of filterButtons) b.setAttribute("aria-pressed", String(b.dataset.filter === ui.filter));
-    newButton.disabled = state.connection.status === "offline";
+    newButton.disabled = linkButton.disabled = state.connection.status === "offline";
 
     const ctx = {
       username: state.user?.username,
