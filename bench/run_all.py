@@ -26,6 +26,7 @@ SCRIPTS = (
     "ws_restart",
     "mirror_push",
     "import_files",
+    "scale_out",
 )
 
 
@@ -65,7 +66,7 @@ def summarize(names: list[str], suffix: str) -> None:
     print("\n== summary: measured vs goal (goals are targets, not pass/fail tests) ==")
     for name in names:
         path = RESULTS_DIR / f"{name}{suffix}.json"
-        if name in ("checkin", "list_files", "mirror_push"):  # no SQLite-mode variant
+        if name in ("checkin", "list_files", "mirror_push", "scale_out"):  # no SQLite-mode variant
             path = RESULTS_DIR / f"{name}.json"
         if not path.exists():
             continue

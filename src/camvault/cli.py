@@ -137,6 +137,7 @@ def serve(
 
     from camvault.api.app import create_app
     from camvault.core import Camvault
+    from camvault.errors import CamvaultError
 
     _Server = _server_class()
     settings = make_settings(
@@ -148,7 +149,11 @@ def serve(
         _fail("--log-format is text or json")
     logs.configure(log_level, log_format)
     camvault = Camvault(settings)
-    camvault.open_sync()
+    try:
+        camvault.open_sync()
+    except CamvaultError as exc:
+        camvault.close()
+        _fail(exc.message)
     password = camvault.bootstrap_admin()
     if password is not None:
         # Printed once, to the terminal only: never through logging.

@@ -133,6 +133,13 @@ class Unavailable(CamvaultError):
     status = 503
 
 
+class SchemaTooNew(CamvaultError):
+    """The database was migrated by a newer camvault; this one must not use it."""
+
+    code = "schema_too_new"
+    status = 503
+
+
 class StorageError(CamvaultError):
     """The vault's storage (git, disk) refused a write; nothing was acknowledged."""
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from e2e.nginx import NginxLauncher
 from e2e.server import Launcher
 
 
@@ -14,6 +15,16 @@ from e2e.server import Launcher
 def launch(tmp_path: Path) -> Iterator[Launcher]:
     """Start servers with ``launch.start(...)``; all are stopped when the test ends."""
     launcher = Launcher(tmp_path / "logs")
+    try:
+        yield launcher
+    finally:
+        launcher.close()
+
+
+@pytest.fixture
+def nginx(tmp_path: Path) -> Iterator[NginxLauncher]:
+    """Start a real nginx with ``nginx.start([upstreams])``; stopped when the test ends."""
+    launcher = NginxLauncher(tmp_path / "nginx")
     try:
         yield launcher
     finally:

@@ -16,8 +16,13 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.pool import NullPool
+
+from camvault.errors import SchemaTooNew
 
 # Arbitrary constant naming camvault's writer lock among PostgreSQL advisory locks.
 WRITER_LOCK_KEY = 0x63616D76  # "camv"
@@ -86,6 +91,8 @@ class Database:
                     conn.commit()
                 try:
                     config = alembic_config()
+                    refuse_newer_schema(conn, config)
+                    conn.commit()  # alembic runs the upgrade in a transaction of its own
                     config.attributes["connection"] = conn
                     command.upgrade(config, "head")
                     conn.commit()
@@ -100,6 +107,25 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def refuse_newer_schema(conn: Connection, config: Config) -> None:
+    """Raise SchemaTooNew if the database names a revision this code does not have.
+
+    During an upgrade of several instances an old one restarted against the migrated
+    database must stop with a clear message, not with Alembic's traceback.
+    """
+    script = ScriptDirectory.from_config(config)
+    for revision in MigrationContext.configure(conn).get_current_heads():
+        try:
+            known = script.get_revision(revision)
+        except CommandError:
+            known = None
+        if known is None:
+            raise SchemaTooNew(
+                f"the database schema (revision {revision}) was migrated by a newer camvault "
+                f"than this one (revision {script.get_current_head()}): upgrade camvault"
+            )
 
 
 def alembic_config() -> Config:
