@@ -95,7 +95,7 @@ def test_admin_creates_and_disables_a_user_whose_page_returns_to_login(
 ) -> None:
     admin = pages.new("admin")
     login(admin, server, "admin", PASSWORD)
-    assert nav(admin) == ["Vault", "Dashboard", "Audit", "Users", "Account"]
+    assert nav(admin) == ["Vault", "Dashboard", "Audit", "Users", "Settings", "Account"]
     go(admin, "Users", "Users")
     assert admin.url.endswith("#/users")
     expect(user_row(admin, "admin")).to_contain_text("active")
