@@ -20,6 +20,7 @@ from anyio import to_thread
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from camvault.errors import Exists
 from camvault.events.hub import Hub
 from camvault.events.listener import NotifyListener, libpq_dsn
 from camvault.events.log import ensure_epoch
@@ -170,7 +171,10 @@ class Camvault:
             return None
         given = self.settings.admin_password
         password = given.get_secret_value() if given is not None else secrets.token_urlsafe(12)
-        self.auth.create_user("admin", Role.ADMIN, password)
+        try:
+            self.auth.create_user("admin", Role.ADMIN, password)
+        except Exists:
+            return None  # another instance starting at the same moment made it first
         return None if given is not None else password
 
 
