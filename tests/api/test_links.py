@@ -96,7 +96,7 @@ async def test_bad_links_are_refused_and_leave_nothing(vault: Vault) -> None:
         assert refused.status_code == 400 and refused.json()["error"]["code"] == "bad_content"
         made = await upload(admin, "hand.link", f"{MASTER}\n".encode())
         assert made.status_code == 201 and made.json()["link_target"] == MASTER
-    assert not list(vault.camvault.tmp_dir.glob("link-*")), "no temp file left behind"
+    assert not list(vault.camvault.tmp_dir.glob("spool-*")), "no temp file left behind"
 
 
 async def test_a_rebuild_from_git_keeps_links(vault: Vault) -> None:

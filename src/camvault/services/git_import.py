@@ -15,7 +15,6 @@ Content is streamed (``git cat-file``) and hashed in chunks: memory stays bounde
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 import shutil
@@ -45,7 +44,7 @@ from camvault.services.importer import (
     Refusal,
     shown,
 )
-from camvault.services.uploads import HEAD_BYTES, SYNC_EVERY, ReceivedUpload
+from camvault.services.uploads import ReceivedUpload, spool_to_tmp
 from camvault.services.vault import VaultService, next_revision
 from camvault.store.queries import file_row, version_row
 
@@ -301,32 +300,8 @@ class GitImport:
         return upload
 
     def _spool(self, stream: IO[bytes], name: str) -> ReceivedUpload:
-        tmp = self.vault.tmp_dir / f"import-{secrets.token_hex(16)}"
-        digest = hashlib.sha256()
-        head = b""
-        size = unsynced = 0
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            while chunk := stream.read(CHUNK):
-                if len(head) < HEAD_BYTES:
-                    head += chunk[: HEAD_BYTES - len(head)]
-                digest.update(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view) :]
-                size += len(chunk)
-                unsynced += len(chunk)
-                self.progress.advance(len(chunk))
-                if unsynced >= SYNC_EVERY:
-                    os.fdatasync(fd)
-                    unsynced = 0
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            tmp.unlink(missing_ok=True)
-            raise
-        os.close(fd)
-        return ReceivedUpload(tmp, name, size, digest.hexdigest(), head)
+        chunks = iter(lambda: stream.read(CHUNK), b"")
+        return spool_to_tmp(chunks, self.vault.tmp_dir, name, on_chunk=self.progress.advance)
 
     def _owned(self, conn: Any, row: Any) -> bool:
         """Whether the vault's newest version of this file came from this source."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from sqlalchemy import select
 from camvault.errors import BadRequest, Exists, NotFound, TooLarge
 from camvault.names import name_key, validate_name
 from camvault.services.auth import Role, User
-from camvault.services.uploads import HEAD_BYTES, SYNC_EVERY, ReceivedUpload
+from camvault.services.uploads import HEAD_BYTES, ReceivedUpload, spool_to_tmp
 from camvault.services.vault import VaultService
 from camvault.store.db import Database
 from camvault.store.models import users
@@ -283,31 +282,9 @@ class FolderImport:
 
     def _copy(self, fh: BinaryIO, head: bytes, name: str) -> ReceivedUpload:
         """Copy the rest of the file into the instance's tmp dir, hashing as it goes."""
-        tmp = self.vault.tmp_dir / f"import-{secrets.token_hex(16)}"
-        digest = hashlib.sha256()
-        size = 0
-        unsynced = 0
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            for chunk in _chunks(fh, first=head):
-                digest.update(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view) :]
-                size += len(chunk)
-                unsynced += len(chunk)
-                self.progress.advance(len(chunk))
-                if unsynced >= SYNC_EVERY:
-                    # As uploads do: no single huge fsync for other commits to queue behind.
-                    os.fdatasync(fd)
-                    unsynced = 0
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            tmp.unlink(missing_ok=True)
-            raise
-        os.close(fd)
-        return ReceivedUpload(tmp, name, size, digest.hexdigest(), head)
+        return spool_to_tmp(
+            _chunks(fh, first=head), self.vault.tmp_dir, name, on_chunk=self.progress.advance
+        )
 
     def _commit(self, c: _Candidate, upload: ReceivedUpload) -> None:
         try:

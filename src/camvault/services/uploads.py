@@ -10,7 +10,7 @@ import hashlib
 import os
 import secrets
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -398,3 +398,43 @@ def _parse_header(value: str) -> tuple[str, dict[str, str]]:
 def megabytes(limit: int) -> str:
     """A byte limit as people read it: 2048 MiB -> "2147.5 MB"."""
     return f"{limit / (1024 * 1024):.1f}".removesuffix(".0") + " MB"
+
+
+def spool_to_tmp(
+    chunks: Iterable[bytes],
+    tmp_dir: Path,
+    name: str,
+    *,
+    on_chunk: Callable[[int], None] | None = None,
+) -> ReceivedUpload:
+    """Write ``chunks`` (blocking) to a new private file in ``tmp_dir`` as an upload would:
+    hashed as it goes, fdatasync'd every SYNC_EVERY bytes and fsync'd at the end, its first
+    HEAD_BYTES kept for the content checks. Nothing is left behind if it fails."""
+    tmp = tmp_dir / f"spool-{secrets.token_hex(16)}"
+    digest = hashlib.sha256()
+    head = b""
+    size = unsynced = 0
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        for chunk in chunks:
+            if len(head) < HEAD_BYTES:
+                head += chunk[: HEAD_BYTES - len(head)]
+            digest.update(chunk)
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view) :]
+            size += len(chunk)
+            unsynced += len(chunk)
+            if on_chunk is not None:
+                on_chunk(len(chunk))
+            if unsynced >= SYNC_EVERY:
+                # No single huge fsync at the end for other commits to queue behind.
+                os.fdatasync(fd)
+                unsynced = 0
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    return ReceivedUpload(tmp, name, size, digest.hexdigest(), head)

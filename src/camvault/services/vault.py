@@ -9,9 +9,6 @@ missing commits from git (the history of record) on the next write or at startup
 
 from __future__ import annotations
 
-import hashlib
-import os
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -51,7 +48,12 @@ from camvault.services.auth import User
 from camvault.services.recovery import catch_up, index_commit
 from camvault.services.shop import ShopSettings
 from camvault.services.snapshot import SnapshotCache
-from camvault.services.uploads import ReceivedUpload, megabytes, receive_multipart
+from camvault.services.uploads import (
+    ReceivedUpload,
+    megabytes,
+    receive_multipart,
+    spool_to_tmp,
+)
 from camvault.services.writer import Writer
 from camvault.settings import Settings
 from camvault.store.db import Database
@@ -600,7 +602,7 @@ class VaultService:
         description = clean_text(description, "description", MAX_DESCRIPTION)
         message = clean_text(message, "message") or f"Link {name} to {target}"
         content = (target.strip() + "\n").encode()
-        upload = await to_thread.run_sync(self._upload_of, name, content)
+        upload = await to_thread.run_sync(spool_to_tmp, [content], self.tmp_dir, name)
         try:
             name = self.check_new_file(name, upload.head, upload.size)
             await to_thread.run_sync(self._check_name_free, name)
@@ -610,21 +612,6 @@ class VaultService:
             )
         finally:
             await to_thread.run_sync(upload.discard)
-
-    def _upload_of(self, name: str, content: bytes) -> ReceivedUpload:
-        """Bytes made by the server, as if they had been uploaded (blocking)."""
-        path = self.tmp_dir / f"link-{secrets.token_hex(8)}"
-        with open(path, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        return ReceivedUpload(
-            tmp_path=path,
-            filename=name,
-            size=len(content),
-            sha256=hashlib.sha256(content).hexdigest(),
-            head=content[:64],
-        )
 
     def _link_target(self, conn: Connection, name: str, upload: ReceivedUpload) -> str:
         """The master a .link upload names: an existing file that is not itself a link."""
