@@ -73,6 +73,24 @@ async def test_the_next_write_catches_up_before_committing(vault: Vault) -> None
     ]
 
 
+async def test_a_refused_upload_keeps_what_its_catch_up_replayed(vault: Vault) -> None:
+    """An import killed between its git commit and its database commit, then run again:
+    the new upload of that name is refused (it exists), and the replayed version stays."""
+    camvault = vault.camvault
+    content = mcam(b"imported")
+    sha = camvault.vault.store.put_bytes(content)
+    camvault.vault.repo.commit_change(
+        filename="1234567.mcam", action="import", version=1, revision="1.0", sha256=sha,
+        size=len(content), lfs=True, blob_id=None, author="admin", message="Import share",
+        when=datetime.now(UTC), expected_head=camvault.vault.repo.head,
+    )  # fmt: skip
+    async with await vault.login("admin") as admin:
+        refused = await upload(admin, "1234567.mcam", content)
+        assert refused.status_code == 409 and refused.json()["error"]["code"] == "exists"
+        record = (await admin.get("/api/files/1234567.mcam")).json()
+        assert (record["version"], record["sha256"]) == (1, sha)
+
+
 async def test_a_ref_lock_left_by_a_killed_writer_does_not_block_writes(vault: Vault) -> None:
     async with await vault.login("admin") as admin:
         await upload(admin, "1234567.mcam", mcam(b"v1"))

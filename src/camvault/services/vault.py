@@ -308,37 +308,61 @@ class VaultService:
             self.catch_up(conn)
             existing = file_row(conn, name_key(name), include_deleted=True)
             if existing is not None and not self._is_deleted(conn, existing.id):
-                raise Exists(
+                # Refused after this transaction commits, so what catch_up replayed (say
+                # the same file, committed to git by an import killed before its database
+                # commit) is kept for the caller to see, not rolled back with the refusal.
+                taken = Exists(
                     f"a file named {existing.filename!r} already exists (names ignore case)"
                 )
-            version = 1 if existing is None else existing.version + 1
-            revision = "1.0" if existing is None else next_revision(existing.revision, major=True)
-            # Checked in this transaction: the master cannot vanish between check and commit.
-            link_target = self._link_target(conn, name, upload) if is_link(name) else None
-            record = self.commit_version(
-                conn,
-                author=user.username,
-                name=name,
-                action=action,
-                link_target=link_target,
-                version=version,
-                revision=revision,
-                sha256=upload.sha256,
-                size=upload.size,
-                blob_id=blob_id,
-                message=message,
-                description=description,
-                file_id=None if existing is None else existing.id,
-            )
-            append(
-                conn,
-                EventType.FILE_UPLOADED,
-                actor=user.username,
-                filename=name,
-                version=version,
-                data={"file": record, "message": message, "action": action},
-            )
-            return record
+            else:
+                taken = None
+                record = self._add_file(
+                    conn, user, name, upload, blob_id, description, message, action, existing
+                )
+        if taken is not None:
+            raise taken
+        return record
+
+    def _add_file(
+        self,
+        conn: Connection,
+        user: User,
+        name: str,
+        upload: ReceivedUpload,
+        blob_id: str | None,
+        description: str,
+        message: str,
+        action: str,
+        existing: Any,
+    ) -> dict[str, Any]:
+        version = 1 if existing is None else existing.version + 1
+        revision = "1.0" if existing is None else next_revision(existing.revision, major=True)
+        # Checked in this transaction: the master cannot vanish between check and commit.
+        link_target = self._link_target(conn, name, upload) if is_link(name) else None
+        record = self.commit_version(
+            conn,
+            author=user.username,
+            name=name,
+            action=action,
+            link_target=link_target,
+            version=version,
+            revision=revision,
+            sha256=upload.sha256,
+            size=upload.size,
+            blob_id=blob_id,
+            message=message,
+            description=description,
+            file_id=None if existing is None else existing.id,
+        )
+        append(
+            conn,
+            EventType.FILE_UPLOADED,
+            actor=user.username,
+            filename=name,
+            version=version,
+            data={"file": record, "message": message, "action": action},
+        )
+        return record
 
     async def checkin(
         self, user: User, name: str, chunks: AsyncIterator[bytes], content_type: str
