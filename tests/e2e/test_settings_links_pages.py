@@ -137,3 +137,22 @@ def test_a_link_row_follows_its_master(
     assert download.value.suggested_filename == master
     link_row.locator("[data-action=master]").click()
     expect(alice.locator("input.search")).to_have_value(master)
+
+
+def test_a_demoted_admin_loses_the_admin_pages_without_reload(
+    server: Server, pages: Pages, screenshots: Screenshots
+) -> None:
+    add_user(server, "eve", PASSWORD, role="admin")
+    eve = pages.new("eve")
+    login(eve, server, "eve", PASSWORD)
+    nav = eve.locator("nav.nav a")
+    expect(nav.filter(has_text=re.compile("^Settings$"))).to_have_count(1)
+    eve.locator("nav.nav a", has_text=re.compile("^Settings$")).click()
+    expect(eve.locator("h1.page-title")).to_have_text("Shop settings")
+    with server.client(server.login("admin", PASSWORD)) as api:
+        assert api.patch("/api/admin/users/eve", json={"role": "user"}).status_code == 200
+    # The server closes her sockets; the page reconnects, learns the new role and leaves
+    # the admin page for the vault.
+    expect(nav.filter(has_text=re.compile("^Settings$"))).to_have_count(0, timeout=10_000)
+    expect(eve.locator("input.search")).to_be_visible()
+    screenshots.take(eve, "demoted-admin-back-at-the-vault")

@@ -546,7 +546,17 @@ store.subscribe((state, prev) => {
     dashboardTimer = setTimeout(loadDashboard, DASHBOARD_DEBOUNCE_MS);
   }
   if (state.connection.status === "reconnecting" && prev.connection.status !== "reconnecting" && live) {
-    api.me().catch((error) => { if (error.status === 401) sessionEnded(); });
+    // The session may have ended, or its role changed (the server closes an account's
+    // sockets when its role changes): the header and the pages follow the answer.
+    api.me()
+      .then((user) => {
+        const now = store.getState();
+        if (now.user && user.role !== now.user.role) {
+          store.setState((s) => ({ ...s, user }));
+          route();
+        }
+      })
+      .catch((error) => { if (error.status === 401) sessionEnded(); });
   }
 });
 
