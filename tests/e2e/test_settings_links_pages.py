@@ -156,3 +156,29 @@ def test_a_demoted_admin_loses_the_admin_pages_without_reload(
     expect(nav.filter(has_text=re.compile("^Settings$"))).to_have_count(0, timeout=10_000)
     expect(eve.locator("input.search")).to_be_visible()
     screenshots.take(eve, "demoted-admin-back-at-the-vault")
+
+
+def test_a_page_that_missed_a_regrouping_gets_the_new_settings_with_its_fresh_list(
+    server: Server, pages: Pages, screenshots: Screenshots
+) -> None:
+    """Offline while an admin changed the group rule, the page resumes by a snapshot (a
+    replay across a regrouping cannot move the other files): it asks for the settings too."""
+    add_user(server, "alice", PASSWORD)
+    admin_token = server.login("admin", PASSWORD)
+    seed(server, admin_token, "1234567_A1.mcam", "12345_B.mcam")
+    alice = pages.new("alice")
+    login(alice, server, "alice", PASSWORD)
+    alice.context.set_offline(True)
+    alice.evaluate("() => window.dispatchEvent(new Event('offline'))")
+    expect(alice.locator("#connection")).not_to_have_class(re.compile(r"\blive\b"), timeout=15_000)
+    with server.client(admin_token) as api:
+        changed = api.patch("/api/admin/settings", json={"group_rule": {"digits": 5, "keep": 3}})
+        assert changed.status_code == 200, changed.text
+    alice.context.set_offline(False)
+    alice.evaluate("() => window.dispatchEvent(new Event('online'))")
+    expect(alice.locator("#connection")).to_have_class(re.compile(r"\blive\b"), timeout=15_000)
+    alice.wait_for_function(
+        "() => window.camvault.store.getState().config.group_rule.digits === 5", timeout=10_000
+    )
+    assert state(alice, "s.files.get('1234567_A1.mcam').group") == "123XX"
+    screenshots.take(alice, "regrouped-after-reconnecting")

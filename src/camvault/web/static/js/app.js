@@ -535,6 +535,10 @@ store.subscribe((state, prev) => {
           { title: "Someone needs your file", sticky: true })
         : toast("info", note.message, { sticky: true }));
   }
+  if (state.filesRev !== prev.filesRev && state.lastChange?.type === "snapshot" && prev.seq !== null) {
+    // A resync by snapshot may have skipped a CONFIG_CHANGED: ask for the settings again.
+    api.config().then((config) => store.setState((s) => ({ ...s, config }))).catch(() => {});
+  }
   if (state.settings !== prev.settings && state.ui.view === "settings" && !state.shopSettings.dirty
       && !state.shopSettings.busy) {
     actions.loadShopSettings();
