@@ -6,9 +6,9 @@ import contextlib
 import gc
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -18,6 +18,9 @@ from camvault.settings import Settings
 
 if TYPE_CHECKING:
     from camvault.core import Camvault
+    from camvault.progress import RichProgress
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="camvault: check CAM files out and in; every version kept in git.",
@@ -59,7 +62,7 @@ def _echo(message: str) -> None:
     typer.echo(message)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(1)
 
@@ -288,6 +291,19 @@ def _size(count: int) -> str:
     return decimal(count)
 
 
+def _with_progress(run: Callable[[RichProgress], T]) -> T:
+    """Run a long command under the rich progress bar; a domain error exits 1 with its
+    message, not a traceback."""
+    from camvault.errors import CamvaultError
+    from camvault.progress import RichProgress
+
+    try:
+        with RichProgress() as progress:
+            return run(progress)
+    except CamvaultError as exc:
+        _fail(exc.message)
+
+
 @app.command("backup")
 def backup_command(
     dest: Annotated[Path, typer.Argument(help="New directory to write the backup into.")],
@@ -295,16 +311,10 @@ def backup_command(
     database_url: DatabaseOption = None,
 ) -> None:
     """Write a consistent backup of the vault (the server may keep running)."""
-    from camvault.errors import CamvaultError
-    from camvault.progress import RichProgress
     from camvault.services.backup import create_backup
 
     settings = make_settings(data, database_url)
-    try:
-        with RichProgress() as progress:
-            result = create_backup(settings, dest, progress)
-    except CamvaultError as exc:
-        _fail(exc.message)
+    result = _with_progress(lambda progress: create_backup(settings, dest, progress))
     _echo(
         f"backup written to {result.path}: {_size(result.bytes)} in {result.seconds:.1f} s "
         f"({result.commits} commits, {result.objects} content objects, {result.rows} rows)"
@@ -318,16 +328,10 @@ def restore_command(
     database_url: DatabaseOption = None,
 ) -> None:
     """Restore a backup into a new data directory (and an empty database, with PostgreSQL)."""
-    from camvault.errors import CamvaultError
-    from camvault.progress import RichProgress
     from camvault.services.restore import restore_backup
 
     settings = make_settings(data, database_url)
-    try:
-        with RichProgress() as progress:
-            result = restore_backup(settings, src, progress)
-    except CamvaultError as exc:
-        _fail(exc.message)
+    result = _with_progress(lambda progress: restore_backup(settings, src, progress))
     _echo(
         f"restored {result.commits} commits, {result.objects} content objects and "
         f"{result.rows} rows into {result.path} in {result.seconds:.1f} s"

@@ -161,9 +161,15 @@ def check_signature(name: str, head: bytes, signatures: Mapping[str, bytes]) -> 
     )
 
 
+def normalize_extension(extension: str) -> str:
+    """One spelling for an extension ("MCAM", " .Mcam" -> ".mcam"), wherever it comes from."""
+    ext = extension.strip().lower()
+    return ext if ext.startswith(".") else f".{ext}"
+
+
 def _normalized_extensions(extensions: tuple[str, ...]) -> tuple[str, ...]:
     # Settings may spell extensions as "MCAM" or ".Mcam"; compare on one form.
-    return tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
+    return tuple(normalize_extension(e) for e in extensions)
 
 
 def _describe(char: str) -> str:

@@ -19,7 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from camvault.names import DEFAULT_EXTENSIONS, DEFAULT_LFS_EXTENSIONS
+from camvault.names import DEFAULT_EXTENSIONS, DEFAULT_LFS_EXTENSIONS, normalize_extension
 
 MIB = 1024 * 1024
 
@@ -151,7 +151,7 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             value = [part for part in value.replace(",", " ").split() if part]
         if isinstance(value, list | tuple):
-            return tuple(ext.lower() if ext.startswith(".") else "." + ext.lower() for ext in value)
+            return tuple(normalize_extension(ext) for ext in value)
         return value
 
     @field_validator("allowed_origins", "trusted_proxies", mode="before")

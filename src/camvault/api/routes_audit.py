@@ -14,6 +14,7 @@ from camvault.api.schemas import AuditPage
 from camvault.api.security import AdminUser, get_camvault
 from camvault.errors import BadRequest
 from camvault.services import audit
+from camvault.store.queries import aware
 
 router = APIRouter(prefix="/api/audit", tags=["admin"])
 
@@ -53,8 +54,9 @@ async def audit_log(
         user=user or None,
         file=file or None,
         types=tuple(t.strip() for t in (kinds or "").split(",") if t.strip()),
-        since=_utc(since),
-        until=_utc(until),
+        # A time without a zone is UTC, like every time camvault stores.
+        since=aware(since) if since else None,
+        until=aware(until) if until else None,
     )
     if where.since and where.until and where.since >= where.until:
         raise BadRequest("'since' must be before 'until'")
@@ -70,10 +72,3 @@ async def audit_log(
         lambda: audit.page(db, where, limit=limit, before=before)
     )
     return {"events": entries, "next_before": next_before}
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    """A time without a zone is taken as UTC, like every time camvault stores."""
-    if value is None:
-        return None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -23,6 +23,7 @@ from camvault.names import (
     GroupRule,
     NameRules,
     extension_of,
+    normalize_extension,
 )
 from camvault.settings import MIB, Settings
 from camvault.store.db import Database
@@ -40,6 +41,14 @@ PUBLIC_KEYS = (
     "stale_lock_hours",
     "group_rule",
 )
+
+
+def _extension(item: object) -> str:
+    """A shop setting's extension in its one spelling; ValueError names a malformed one."""
+    ext = normalize_extension(str(item))
+    if not _EXTENSION.fullmatch(ext):
+        raise ValueError(f"{item!r} is not an extension like .mcam")
+    return ext
 
 
 class GroupRuleModel(BaseModel):
@@ -73,10 +82,7 @@ class ShopConfig(BaseModel):
             return value
         out = []
         for item in value:
-            ext = str(item).strip().lower()
-            ext = ext if ext.startswith(".") else "." + ext
-            if not _EXTENSION.fullmatch(ext):
-                raise ValueError(f"{item!r} is not an extension like .mcam")
+            ext = _extension(item)
             if ext not in out:
                 out.append(ext)
         return tuple(out)
@@ -88,10 +94,7 @@ class ShopConfig(BaseModel):
             return value
         out: dict[str, str | None] = {}
         for key, signature in value.items():
-            ext = str(key).strip().lower()
-            ext = ext if ext.startswith(".") else "." + ext
-            if not _EXTENSION.fullmatch(ext):
-                raise ValueError(f"{key!r} is not an extension like .mcam")
+            ext = _extension(key)
             if signature is not None:
                 signature = str(signature).replace(" ", "").lower()
                 if not _HEX.fullmatch(signature):
