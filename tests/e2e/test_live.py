@@ -9,7 +9,9 @@ import json
 import os
 import socket
 import subprocess
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -245,47 +247,62 @@ def raw_websocket(server: Server, token: str, rcvbuf: int) -> socket.socket:
     return sock
 
 
+def stuck_online(frame: dict[str, Any]) -> bool:
+    return frame["type"] == "PRESENCE" and "stuck" in frame["payload"]["online"]
+
+
+def stuck_gone(reader: LiveClient, joined: dict[str, Any]) -> bool:
+    """Has ``reader`` seen "stuck" go offline after the ``joined`` presence frame?"""
+    later = reader.frames[next(i for i, f in enumerate(reader.frames) if f is joined) + 1 :]
+    return any(f["type"] == "PRESENCE" and not stuck_online(f) for f in later)
+
+
 async def test_a_client_that_never_reads_is_cut_and_delays_nobody(
     launch: Launcher, tmp_path: Path
 ) -> None:
+    # No heartbeat during the test: the stuck client must be cut for its full queue alone.
     server = launch.start(tmp_path / "data", admin_password=PASSWORD,
-                          env={"CAMVAULT_WS_QUEUE_SIZE": "16"})  # fmt: skip
+                          env={"CAMVAULT_WS_QUEUE_SIZE": "16",
+                               "CAMVAULT_WS_PING_INTERVAL": "600"})  # fmt: skip
     admin = server.login("admin", PASSWORD)
     stuck_token = add_user(server, "stuck")
     api = server.client(admin)
     names = [f"{1000000 + i}_A.mcam" for i in range(20)]
     for name in names:
         assert upload(api, name, HDF5 + name.encode()).status_code == 201
-    readers = [await LiveClient(server.base_url, admin).connect() for _ in range(50)]
+    # Ten readers are enough to show nobody waits for the stuck one; more only load the
+    # test process, which parses every frame of every reader.
+    readers = [await LiveClient(server.base_url, admin).connect() for _ in range(10)]
     for r in readers:
         await r.wait_for(lambda f: f["type"] == "FILE_LIST_UPDATED", 10)
     stuck = raw_websocket(server, stuck_token, rcvbuf=2048)
     try:
-        await readers[0].wait_for(
-            lambda f: f["type"] == "PRESENCE" and "stuck" in f["payload"]["online"]
-        )
+        joined = await readers[0].wait_for(stuck_online)
         # ~4 KB per frame (the lock message): the stuck socket's buffers fill fast.
         note = "waiting for the fixture drawing " * 125
-        rounds = 400
-        for i in range(rounds):
-            name = names[i % len(names)]
-            assert (
-                api.post(f"/api/files/{name}/checkout", json={"message": note}).status_code == 200
-            )
+        # Write until the server has dropped the stuck client: its queue overflows once the
+        # kernel's socket buffers (megabytes, autotuned) are full. Batches of one round per
+        # file run in threads while this loop's readers keep reading.
+        rounds = 0
+
+        def round_trip(name: str) -> None:
+            checkout = api.post(f"/api/files/{name}/checkout", json={"message": note})
+            assert checkout.status_code == 200
             assert api.post(f"/api/files/{name}/cancel-checkout").status_code == 200
-            if i % 20 == 0:
-                await asyncio.sleep(0)
+
+        with ThreadPoolExecutor(8) as pool:
+            while rounds < 1600 and not stuck_gone(readers[0], joined):
+                await asyncio.to_thread(lambda: list(pool.map(round_trip, names)))
+                rounds += len(names)
         expected = api.get("/api/files").json()["seq"]
         for r in readers:
-            await r.wait_for(lambda f, e=expected: f.get("seq") == e, 15)
+            await r.wait_for(lambda f, e=expected: f.get("seq") == e, 60)
             assert_strictly_increasing(r)
             updates = [f for f in r.logged() if f["type"] == "FILE_UPDATED"]
             assert len(updates) == 2 * rounds  # every single update, none lost
             assert r.close_code is None
         # The server dropped the stuck client: the others see it go offline...
-        await readers[0].wait_for(
-            lambda f: f["type"] == "PRESENCE" and "stuck" not in f["payload"]["online"], 15
-        )
+        assert stuck_gone(readers[0], joined)
         # ...and its socket ends once it reads what was already buffered.
         # (A TimeoutError here means the server never closed it.)
         stuck.settimeout(20)
@@ -345,17 +362,23 @@ def test_camvault_watch_prints_events_as_they_arrive(server: Server) -> None:
         text=True,
         env=clean_env(CAMVAULT_TOKEN=token),
     )
+    # Upload only once the watcher is connected (its snapshot and presence are printed):
+    # a slow start would otherwise fold the upload into the snapshot.
+    watchdog = threading.Timer(60, watch.kill)
+    watchdog.start()
     try:
-        time.sleep(1.0)
+        assert watch.stdout is not None
+        first = [watch.stdout.readline(), watch.stdout.readline()]
         with httpx.Client(
             base_url=server.base_url, headers={"Authorization": f"Bearer {token}"}
         ) as api:
             upload(api, "1234567_A1.mcam", HDF5)
-        out, err = watch.communicate(timeout=30)
+        out, err = watch.communicate(timeout=60)
     finally:
+        watchdog.cancel()
         if watch.poll() is None:
             watch.kill()
-    frames = [json.loads(line) for line in out.splitlines()]
+    frames = [json.loads(line) for line in [*first, *out.splitlines()]]
     assert [f["type"] for f in frames] == ["FILE_LIST_UPDATED", "PRESENCE", "FILE_UPDATED"]
     assert token not in out + err
 
