@@ -252,7 +252,7 @@ def dist_ms(seconds: list[float]) -> dict[str, float]:
     }
 
 
-MAX_POINTS = 501
+MAX_POINTS = 201
 
 
 def distribution(

@@ -67,7 +67,7 @@ def populate_service(data: Path, count: int) -> None:
                 head=body,
             )
             description = f"Op {rng.randrange(1, 60)} roughing + finishing, {rng.choice('ABC')}"
-            vault._commit_upload(admin, name, upload, None, description, f"Add {name}")
+            vault.commit_upload(admin, name, upload, None, description, f"Add {name}")
         for name in names[:: int(1 / LOCKED_SHARE)]:
             vault._checkout(admin, name, "bench lock")
 

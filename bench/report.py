@@ -41,6 +41,26 @@ MET, MISSED = "#2e7d32", "#c62828"
 GOAL_RE = re.compile(r"^\s*(<=|>=)\s*([-+0-9.eE]+)")
 
 
+def dumps(doc: dict[str, Any]) -> str:
+    """The results document as indented JSON, with each list of numbers on one line."""
+    text = json.dumps(finite(doc), indent=1, default=str, allow_nan=False)
+    # A list of numbers (or null, true, false) spread over lines: a raw newline is never
+    # inside a JSON string, so this cannot touch text.
+    flat = re.compile(r"\[(\n(?:[-+0-9.eE,\s]|null|true|false)*)\]")
+    return flat.sub(lambda found: "[" + " ".join(found.group(1).split()) + "]", text) + "\n"
+
+
+def finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as None (null): JSON has no NaN, jq rejects it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(item) for item in value]
+    return value
+
+
 def stem(doc: dict[str, Any]) -> str:
     """The report's file name without extension: <date>-<short commit>."""
     return f"{doc['date']}-{doc['commit']}"
@@ -127,16 +147,17 @@ def draw_goals(rows: list[tuple[str, dict[str, Any]]], path: Path) -> bool:
     ax.axvline(1, color="black", linewidth=1)
     ax.set_yticks(list(positions), labels, fontsize=8)
     for y, (_name, row, r) in zip(positions, reversed(bars), strict=True):
+        # right of the bar or of the goal line, whichever is further right: never over the
+        # figure names on the left
         ax.annotate(
             f"{fmt(row['value'], row['unit'])} vs {row['goal']}",
-            (r, y),
-            xytext=(4 if r >= 1 else -4, 0),
+            (max(r, 1), y),
+            xytext=(4, 0),
             textcoords="offset points",
-            ha="left" if r >= 1 else "right",
             va="center",
             fontsize=7,
         )
-    low, high = min(min(ratios), 1) / 3, max(max(ratios), 1) * 3
+    low, high = min(min(ratios), 1) / 2, max(max(ratios), 1) * 8
     ax.set_xlim(low, high)
     # 1-2-5 ticks labelled "0.5x", "2x": log-scale labels like 5x10^-1 read badly here
     ticks = [m * 10.0**e for e in range(-6, 7) for m in (1, 2, 5) if low <= m * 10.0**e <= high]
@@ -165,6 +186,12 @@ def _percentile(series: dict[str, Any], q: float) -> float:
     return next((x for x, y in zip(xs, ys, strict=True) if y >= q - 1e-9), xs[-1])
 
 
+def _two_and_five(value: float, _pos: int | None) -> str:
+    """Labels for the minor ticks 2 and 5 of each decade of a log axis; the rest blank."""
+    lead = f"{value:.0e}"[0]
+    return f"{value:g}" if lead in "25" else ""
+
+
 def _goal_lines(ax: Axes, chart: dict[str, Any], cdf: bool) -> None:
     goal = chart.get("goal")
     if goal is None:
@@ -172,7 +199,7 @@ def _goal_lines(ax: Axes, chart: dict[str, Any], cdf: bool) -> None:
     q = chart.get("goal_quantile") or 99
     which = "max" if q >= 100 else f"p{q:g}"
     label = f"goal: {which} <= {fmt(goal, chart['unit'])}"
-    ax.axvline(goal, color=MISSED, linestyle="--", linewidth=1.2, label=label)
+    ax.axvline(goal, color="black", linestyle="--", linewidth=1.2, label=label)
     if cdf and q < 100:
         ax.axhline(q, color="grey", linestyle=":", linewidth=1)
 
@@ -212,6 +239,8 @@ def draw_distribution(chart: dict[str, Any], path: Path) -> bool:
         positive = [v for v in every if v > 0]
         if positive and max(positive) / min(positive) > 30:
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(FuncFormatter(_two_and_five))
     ax.set_xlabel(unit)
     ax.set_title(chart["title"])
     ax.grid(alpha=0.3, which="both")

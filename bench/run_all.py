@@ -74,7 +74,7 @@ def main() -> int:
     complete = set(names) == set(SCRIPTS) and "--quick" not in flags and not suffix
     json_path = RESULTS_DIR / f"{report.stem(doc)}.json"
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    json_path.write_text(report.dumps(doc))
     md_path = report.write_report(doc, json_path)
     if complete:
         report.write_latest(doc, md_path)
@@ -174,7 +174,7 @@ def summarize(doc: dict[str, Any]) -> None:
             if row["met"] is None:
                 continue
             met = "yes" if row["met"] else "NO"
-            value = f"{row['value']:,.1f} {row['unit']}"
+            value = report.fmt(row["value"], row["unit"])
             print(f"  {met:<3}  {name:<21} {row['metric']:<48} {value:>14}  goal {row['goal']}")
 
 

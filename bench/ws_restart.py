@@ -306,7 +306,9 @@ def main() -> int:
             goal=GOAL_S,
             goal_quantile=100,
         ),
-        m.distribution(title, {"since SIGTERM": recon}, "s", goal=GOAL_S, kind="histogram"),
+        m.distribution(
+            title, {"since SIGTERM": recon}, "s", goal=GOAL_S, goal_quantile=100, kind="histogram"
+        ),
     ]
     m.write_result("ws_restart", rows, extra, charts)
     return 0

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -149,3 +151,33 @@ def test_long_series_keep_their_count_and_extremes_as_quantiles() -> None:
     assert series["values"] == sorted(series["values"])
     short = measure.distribution("t", {"s": [3.0, 1.0, 2.0]})["series"][0]
     assert short == {"label": "s", "n": 3, "quantiles": False, "values": [1.0, 2.0, 3.0]}
+
+
+def test_the_results_file_is_strict_json_with_number_lists_on_one_line() -> None:
+    doc = {"rows": [{"value": float("nan"), "note": "[1,  2]"}], "values": [1.5, float("inf")]}
+    text = report.dumps(doc)
+    assert json.loads(text) == {"rows": [{"value": None, "note": "[1,  2]"}], "values": [1.5, None]}
+    assert '"values": [1.5, null]' in text
+
+
+def test_run_all_gathers_what_a_script_just_wrote_and_not_an_older_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(BENCH))  # run_all imports _measure and report by name
+    run_all = load("run_all")
+    monkeypatch.setattr(run_all.m, "RAW_DIR", tmp_path)
+    record = {"bench": "checkin", "at": "t", "machine": {}, "rows": [row("x", 1.0, "ms")]}
+    (tmp_path / "checkin.json").write_text(json.dumps(record | {"distributions": [], "k": 2}))
+    started = time.time()
+    os.utime(tmp_path / "checkin.json", (started - 60, started - 60))
+    assert run_all.raw_result("checkin", "", since=started) is None
+
+    found = run_all.raw_result("checkin", "-normal", since=started - 61)
+    entry = run_all.collect("checkin", 0, 12.34, found)
+    assert entry["rows"] == [row("x", 1.0, "ms")] and entry["extra"] == {"k": 2}
+    assert entry["seconds"] == 12.3 and entry["about"].startswith("Check-in over real HTTP")
+
+    doc = run_all.document([entry], ["--quick"], "2026-01-02T10:00:00+00:00", (0.5, 0.4, 0.3))
+    assert doc["date"] == "2026-01-02" and doc["quick"] is True
+    assert doc["machine"]["load_before"] == [0.5, 0.4, 0.3] and doc["machine"]["cpus"]
+    assert report.stem(doc) == f"2026-01-02-{doc['commit']}"
