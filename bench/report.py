@@ -99,9 +99,17 @@ def fmt(value: Any, unit: str = "") -> str:
     return f"{text} {unit}".strip() if unit != "x" else f"{text}x"
 
 
+TAG_LIKE = re.compile(r"<(?=[A-Za-z/!?])")  # "<epoch>" would vanish as an HTML tag
+
+
+def plain(text: Any) -> str:
+    """Script text safe in markdown: no stray HTML tags or emphasis from ``2**n``."""
+    return TAG_LIKE.sub("&lt;", str(text)).replace("*", "\\*")
+
+
 def cell(text: Any) -> str:
     """Text safe inside a markdown table cell."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    return plain(text).replace("|", "\\|").replace("\n", " ")
 
 
 def goal_rows(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -182,8 +190,13 @@ def _cdf_points(series: dict[str, Any]) -> tuple[list[float], list[float]]:
 
 
 def _percentile(series: dict[str, Any], q: float) -> float:
-    xs, ys = _cdf_points(series)
-    return next((x for x, y in zip(xs, ys, strict=True) if y >= q - 1e-9), xs[-1])
+    """Linear interpolation between ranks, as bench/_measure.py's pct() computes the rows;
+    on quantile points (which are pct() at even steps) it lands within a step of it."""
+    values = series["values"]
+    rank = (len(values) - 1) * q / 100
+    low = int(rank)
+    high = min(low + 1, len(values) - 1)
+    return float(values[low] + (values[high] - values[low]) * (rank - low))
 
 
 def _two_and_five(value: float, _pos: int | None) -> str:
@@ -337,7 +350,7 @@ def benchmark_section(run: dict[str, Any], charts: list[str]) -> list[str]:
     name = run["name"]
     lines = [f"### {name}", ""]
     if run.get("about"):
-        lines += [run["about"], ""]
+        lines += [plain(run["about"]), ""]
     facts = [f"`bench/{name}.py`", f"ran {run['seconds']:.0f} s"]
     if name in GOAL_SOURCES:
         facts.append(f"goals from {GOAL_SOURCES[name]}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -108,10 +109,40 @@ def raw_result(name: str, suffix: str, since: float) -> dict[str, Any] | None:
 
 
 def about(name: str) -> str:
-    """The first paragraph of the script's docstring, on one line: how it measures."""
+    """How the script measures, as markdown: its docstring without the command-line usage."""
     source = (BENCH_DIR / f"{name}.py").read_text()
     text = ast.get_docstring(ast.parse(source)) or ""
-    return " ".join(text.split("\n\n")[0].split())
+    usage = (".venv/bin/python", "--")
+    return "\n\n".join(
+        markdown_blocks(p)
+        for p in text.split("\n\n")
+        if p.strip() and not p.strip().startswith(usage)
+    )
+
+
+ITEM = re.compile(r"^(  |\d+\. )")  # "  name - text" or "1. text" starts a list item
+
+
+def markdown_blocks(paragraph: str) -> str:
+    """A docstring paragraph as markdown: wrapped lines joined, its list items as a list
+    ("  paced - ..." -> "- paced - ..."), deeper-indented lines continuing the item above."""
+    blocks: list[tuple[bool, int, str]] = []  # (is an item, its indent, text)
+    for line in paragraph.splitlines():
+        indent = len(line) - len(line.lstrip())
+        words = " ".join(line.split())
+        inside_item = bool(blocks) and blocks[-1][0] and indent > blocks[-1][1]
+        starts_item = ITEM.match(line) is not None and not inside_item
+        if blocks and not starts_item and (inside_item or not blocks[-1][0]):
+            item, at, text = blocks[-1]
+            blocks[-1] = (item, at, f"{text} {words}")
+        else:
+            blocks.append((starts_item, indent, words))
+    out = ""
+    for i, (item, _at, text) in enumerate(blocks):
+        if i:
+            out += "\n" if item and blocks[i - 1][0] else "\n\n"
+        out += f"- {text}" if item and not text[0].isdigit() else text
+    return out
 
 
 def collect(name: str, code: int, seconds: float, record: dict[str, Any] | None) -> dict[str, Any]:

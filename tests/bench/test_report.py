@@ -176,6 +176,9 @@ def test_run_all_gathers_what_a_script_just_wrote_and_not_an_older_file(
     entry = run_all.collect("checkin", 0, 12.34, found)
     assert entry["rows"] == [row("x", 1.0, "ms")] and entry["extra"] == {"k": 2}
     assert entry["seconds"] == 12.3 and entry["about"].startswith("Check-in over real HTTP")
+    assert ".venv/bin/python" not in entry["about"]
+    # the docstring's indented variants become a markdown list
+    assert "Variants:\n\n- single user - one user alone" in run_all.about("checkout")
 
     doc = run_all.document([entry], ["--quick"], "2026-01-02T10:00:00+00:00", (0.5, 0.4, 0.3))
     assert doc["date"] == "2026-01-02" and doc["quick"] is True
