@@ -272,10 +272,11 @@ def header(doc: dict[str, Any]) -> list[str]:
     flags = " ".join(doc.get("flags", [])) or "none"
     dirty = " (with uncommitted changes)" if doc.get("dirty") else ""
     noise = [c for run in doc["benchmarks"] if (c := other_cores(run)) is not None]
+    which = "every benchmark" if doc.get("complete") else "a subset"
     lines = [
         f"# camvault benchmarks: {doc['date']}, commit {doc['commit']}{dirty}",
         "",
-        f"- **Run:** {kind}; flags: `{flags}`; {len(names)} benchmark(s): {', '.join(names)}; "
+        f"- **Run:** {kind}; flags: `{flags}`; {which}: {', '.join(names)}; "
         f"{doc['started_at']} to {doc['finished_at']}.",
         f"- **Machine:** {mach.get('cpu_model') or 'unknown CPU'}, {mach.get('cpus')} cores, "
         f"{fmt(mach.get('ram_mib', 0) / 1024, 'GiB')} RAM, Linux {mach.get('kernel')}, "

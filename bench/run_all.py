@@ -72,7 +72,7 @@ def main() -> int:
         print(f"######## {name}: exit {code} in {seconds:.0f} s", flush=True)
         runs.append(collect(name, code, seconds, raw_result(name, suffix, since=wall_start)))
     doc = document(runs, flags, started_at, load_before)
-    complete = set(names) == set(SCRIPTS) and "--quick" not in flags and not suffix
+    complete = doc["complete"] and not doc["quick"] and not suffix
     json_path = RESULTS_DIR / f"{report.stem(doc)}.json"
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     json_path.write_text(report.dumps(doc))
@@ -185,6 +185,7 @@ def document(
         "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
         "flags": flags,
         "quick": "--quick" in flags,
+        "complete": {run["name"] for run in runs} == set(SCRIPTS),  # every script, or a subset
         "machine": {
             **m.machine(),
             "load_before": [round(x, 2) for x in load_before],

@@ -48,6 +48,7 @@ def results() -> dict[str, Any]:
         "dirty": False,
         "flags": ["--quick"],
         "quick": True,
+        "complete": False,
         "machine": {
             "python": "3.11.7",
             "cpus": 2,
@@ -110,7 +111,8 @@ def test_the_table_compares_each_figure_with_its_goal_and_charts_are_written(
         "| **no** | issue 2 |" in text
     )
     assert "| checkin | p99 during upload / idle | 2.50x |  |" in text
-    assert "quick run" in text and "0.35 cores" in text and "noisy machine" in text
+    assert "quick run" in text and "a subset: checkin, ws_idle" in text
+    assert "0.35 cores" in text and "noisy machine" in text
     assert "**Did not complete** (exit 1)" in text
 
     charts = tmp_path / "2026-01-02-abc1234"
@@ -181,6 +183,6 @@ def test_run_all_gathers_what_a_script_just_wrote_and_not_an_older_file(
     assert "Variants:\n\n- single user - one user alone" in run_all.about("checkout")
 
     doc = run_all.document([entry], ["--quick"], "2026-01-02T10:00:00+00:00", (0.5, 0.4, 0.3))
-    assert doc["date"] == "2026-01-02" and doc["quick"] is True
+    assert doc["date"] == "2026-01-02" and doc["quick"] is True and doc["complete"] is False
     assert doc["machine"]["load_before"] == [0.5, 0.4, 0.3] and doc["machine"]["cpus"]
     assert report.stem(doc) == f"2026-01-02-{doc['commit']}"
