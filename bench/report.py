@@ -62,8 +62,17 @@ def finite(value: Any) -> Any:
 
 
 def stem(doc: dict[str, Any]) -> str:
-    """The report's file name without extension: <date>-<short commit>."""
-    return f"{doc['date']}-{doc['commit']}"
+    """The report's file name without extension: <date>-<short commit>, tagged -quick,
+    -subset or -<sqlite mode> when it is not a full default run, so a trial run never
+    overwrites the full report of the same day and commit."""
+    tags = ["quick"] if doc.get("quick") else []
+    if not doc.get("complete", True):
+        tags.append("subset")
+    flags = doc.get("flags", [])
+    if "--sqlite-synchronous" in flags[:-1]:
+        mode = flags[flags.index("--sqlite-synchronous") + 1].lower()
+        tags += [mode] if mode != "full" else []
+    return "-".join([doc["date"], doc["commit"], *tags])
 
 
 # --- numbers ---------------------------------------------------------------------------------
@@ -373,7 +382,9 @@ def benchmark_section(run: dict[str, Any], charts: list[str]) -> list[str]:
     return [*lines, ""] if charts else lines
 
 
-def render(doc: dict[str, Any], goals_png: str | None, charts: dict[str, list[str]]) -> str:
+def render(
+    doc: dict[str, Any], json_name: str, goals_png: str | None, charts: dict[str, list[str]]
+) -> str:
     lines = header(doc) + [""] + goals_table(doc) + [""]
     if goals_png:
         lines += [f"![every figure against its goal]({goals_png})", ""]
@@ -385,8 +396,8 @@ def render(doc: dict[str, Any], goals_png: str | None, charts: dict[str, list[st
         lines += benchmark_section(run, charts.get(run["name"], []))
     lines += [
         "---",
-        f"Made by `make bench` (bench/run_all.py); the numbers are in `{stem(doc)}.json`. "
-        f"Redraw with `.venv/bin/python bench/report.py bench/results/{stem(doc)}.json`.",
+        f"Made by `make bench` (bench/run_all.py); the numbers are in `{json_name}`. "
+        f"Redraw with `.venv/bin/python bench/report.py bench/results/{json_name}`.",
     ]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -410,7 +421,7 @@ def write_report(doc: dict[str, Any], json_path: Path) -> Path:
             if draw_distribution(chart, png):
                 charts.setdefault(run["name"], []).append(f"{chart_dir.name}/{png.name}")
     md_path = json_path.with_suffix(".md")
-    md_path.write_text(render(doc, goals_png, charts))
+    md_path.write_text(render(doc, json_path.name, goals_png, charts))
     return md_path
 
 

@@ -6,8 +6,8 @@ Flags are passed on to each script; NAMEs pick a subset (e.g. ``checkin list_fil
 script leaves its rows and samples in bench/results/raw/<name>.json (scratch, not
 committed); this gathers them, with the machine, the load average and the commit, into
 bench/results/<date>-<commit>.json, and bench/report.py turns that into <date>-<commit>.md
-with PNG charts in <date>-<commit>/. A full run (every script, no --quick) also points
-bench/results/LATEST.md at it.
+with PNG charts in <date>-<commit>/ (a trial run's name ends in -quick or -subset). A full
+run (every script, no --quick) also points bench/results/LATEST.md at it.
 Exit status is non-zero only if a script crashed: the numbers are reported, not judged.
 """
 

@@ -185,4 +185,8 @@ def test_run_all_gathers_what_a_script_just_wrote_and_not_an_older_file(
     doc = run_all.document([entry], ["--quick"], "2026-01-02T10:00:00+00:00", (0.5, 0.4, 0.3))
     assert doc["date"] == "2026-01-02" and doc["quick"] is True and doc["complete"] is False
     assert doc["machine"]["load_before"] == [0.5, 0.4, 0.3] and doc["machine"]["cpus"]
-    assert report.stem(doc) == f"2026-01-02-{doc['commit']}"
+    assert report.stem(doc) == f"2026-01-02-{doc['commit']}-quick-subset"
+    full = doc | {"quick": False, "complete": True, "flags": []}
+    assert report.stem(full) == f"2026-01-02-{doc['commit']}"
+    normal = full | {"flags": ["--sqlite-synchronous", "NORMAL"]}
+    assert report.stem(normal) == f"2026-01-02-{doc['commit']}-normal"
