@@ -28,9 +28,10 @@ check: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy --strict
 
-## make bench: run every benchmark in bench/ and print the numbers
+## make bench: run every benchmark in bench/, write bench/results/<date>-<commit>.{json,md} + charts
+## (BENCH_ARGS="--quick" for a short run, or names to run a subset, e.g. BENCH_ARGS="checkin")
 bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info src/*.egg-info

@@ -1,5 +1,6 @@
 """Measuring and reporting for the benchmarks: RSS and CPU sampling, py-spy, percentiles,
-the printed table and the JSON line in bench/results/.
+the printed table and the JSON line in bench/results/raw/ (scratch: run_all.py gathers it
+into the dated report).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
-RESULTS_DIR = BENCH_DIR / "results"
+RAW_DIR = BENCH_DIR / "results" / "raw"
 PY_SPY = Path(sys.executable).parent / "py-spy"
 
 
@@ -157,7 +158,7 @@ class PySpy:
 
     def __init__(self, pid: int, label: str, *, rate: int = 250) -> None:
         self.pid = pid
-        self.path = RESULTS_DIR / f"{label}.pyspy.txt"
+        self.path = RAW_DIR / f"{label}.pyspy.txt"
         self.label = label
         self.rate = rate
         self.proc: subprocess.Popen[bytes] | None = None
@@ -167,7 +168,7 @@ class PySpy:
         return PY_SPY.exists()
 
     def __enter__(self) -> PySpy:
-        RESULTS_DIR.mkdir(exist_ok=True)
+        RAW_DIR.mkdir(parents=True, exist_ok=True)
         argv = [str(PY_SPY), "record", "--pid", str(self.pid), "--rate", str(self.rate)]
         argv += ["--format", "raw", "--output", str(self.path), "--nonblocking", "--threads"]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -251,6 +252,52 @@ def dist_ms(seconds: list[float]) -> dict[str, float]:
     }
 
 
+MAX_POINTS = 201
+
+
+def distribution(
+    title: str,
+    series: dict[str, list[float]],
+    unit: str = "ms",
+    *,
+    goal: float | None = None,
+    goal_quantile: float = 99,
+    kind: str = "cdf",
+) -> dict[str, Any]:
+    """One chart's worth of samples for the report: ``series`` label -> values in ``unit``.
+
+    A series with more than MAX_POINTS values keeps MAX_POINTS evenly spaced quantiles (min
+    and max included), enough for a CDF and small enough to commit; ``n`` stays the count.
+    ``goal`` is the limit the ``goal_quantile``-th percentile should stay under, if any.
+    ``kind`` is how bench/report.py draws it: ``cdf`` or ``histogram``.
+    """
+    compact = []
+    for label, values in series.items():
+        ordered = sorted(values)
+        if len(ordered) > MAX_POINTS:
+            ordered = [pct(ordered, 100 * i / (MAX_POINTS - 1)) for i in range(MAX_POINTS)]
+        compact.append(
+            {
+                "label": label,
+                "n": len(values),
+                "quantiles": len(values) > MAX_POINTS,
+                "values": [round(v, 3) for v in ordered],
+            }
+        )
+    return {
+        "title": title,
+        "kind": kind,
+        "unit": unit,
+        "goal": goal,
+        "goal_quantile": goal_quantile if goal is not None else None,
+        "series": compact,
+    }
+
+
+def ms(seconds: list[float]) -> list[float]:
+    return [s * 1000 for s in seconds]
+
+
 @dataclass
 class Row:
     """One line of the results table: what, the number, the goal, and whether it is met."""
@@ -275,6 +322,13 @@ def info(metric: str, value: float, unit: str, note: str = "") -> Row:
     return Row(metric, value, unit, "", None, note)
 
 
+def ratio(metric: str, numerator: float, denominator: float, note: str = "") -> Row:
+    """A ratio of two figures from the same run (unit ``x``): it holds up on a noisy machine
+    better than either figure alone, since both saw the same load."""
+    value = numerator / denominator if denominator else float("nan")
+    return info(metric, value, "x", note)
+
+
 def print_table(title: str, rows: list[Row]) -> None:
     header = ("metric", "measured", "goal", "met", "note")
     cells = [
@@ -297,16 +351,39 @@ def print_table(title: str, rows: list[Row]) -> None:
 
 
 def machine() -> dict[str, Any]:
+    """What the numbers were measured on: CPU model and count, RAM, kernel, Python."""
     return {
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
+        "cpu_model": _proc_field("/proc/cpuinfo", "model name") or platform.processor(),
+        "ram_mib": int((_proc_field("/proc/meminfo", "MemTotal") or "0").split()[0]) // 1024,
+        "kernel": platform.release(),
         "platform": platform.platform(),
     }
 
 
-def write_result(name: str, rows: list[Row], extra: dict[str, Any]) -> Path:
-    """One JSON line with every row and the raw distributions: bench/results/<name>.json."""
-    RESULTS_DIR.mkdir(exist_ok=True)
+def _proc_field(path: str, key: str) -> str:
+    """The value of the first ``key: value`` line of a /proc file; "" if there is none."""
+    try:
+        with open(path) as lines:
+            for line in lines:
+                name, _, value = line.partition(":")
+                if name.strip() == key:
+                    return value.strip()
+    except OSError:  # not Linux: the description just lacks the field
+        pass
+    return ""
+
+
+def write_result(
+    name: str,
+    rows: list[Row],
+    extra: dict[str, Any],
+    distributions: list[dict[str, Any]] | None = None,
+) -> Path:
+    """One JSON line with every row, the samples for charts (``distribution()``) and the
+    script's other numbers: bench/results/raw/<name>.json."""
+    RAW_DIR.mkdir(parents=True, exist_ok=True)
     record = {
         "bench": name,
         "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -322,9 +399,10 @@ def write_result(name: str, rows: list[Row], extra: dict[str, Any]) -> Path:
             }
             for r in rows
         ],
+        "distributions": distributions or [],
         **extra,
     }
-    path = RESULTS_DIR / f"{name}.json"
+    path = RAW_DIR / f"{name}.json"
     path.write_text(json.dumps(record, default=str) + "\n")
     print(f"\nwrote {path.relative_to(ROOT)}")
     return path

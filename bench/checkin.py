@@ -119,17 +119,34 @@ def main() -> None:
             extra["profile_500MB"] = spy.print_summary()
 
     rows = small_rows + large_rows
+    ceiling = statistics.median(sink_rates)
     rows.append(
         m.info(
             "client-only ceiling (discard sink)",
-            statistics.median(sink_rates),
+            ceiling,
             "MB/s",
             "same client without camvault: >> the above = client is not the bottleneck",
         )
     )
+    rows.append(
+        m.ratio(
+            "500 MB check-in throughput / client-only ceiling",
+            statistics.median(r["MBps"] for r in extra["large_runs"]),
+            ceiling,
+            "both medians from this run: the share of the client's own speed camvault keeps",
+        )
+    )
     rows.append(cpu.row("the measured runs"))
+    charts = [
+        m.distribution(
+            "20 MB check-in, end to end",
+            {"20 MB check-in": m.ms([r["total_s"] for r in extra["small_runs"]])},
+            goal=150,
+            goal_quantile=50,
+        )
+    ]
     m.print_table("check-in: 20 MB end to end; 500 MB throughput and server RSS", rows)
-    m.write_result("checkin", rows, extra)
+    m.write_result("checkin", rows, extra, charts)
 
 
 if __name__ == "__main__":

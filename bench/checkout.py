@@ -2,6 +2,7 @@
 
 Goal (from the issue): p99 <= 20 ms with 50 concurrent users, read as 50 people working at
 once: each thinks between operations. Variants:
+  single user - one user alone, no think time: the denominator of the paced ratios
   paced      - own files, each user thinks ~1 s / ~0.5 s / ~0.25 s between operations
                (~50 / ~100 / ~200 checkout+cancel cycles/s offered); the goal rows
   own files  - each user loops checkout -> cancel on its own file with no think time
@@ -12,7 +13,7 @@ The two closed loops measure capacity, not latency: every user always has a requ
 so by Little's law latency is users / throughput once the one writer is saturated.
 
     .venv/bin/python bench/checkout.py [--quick] [--profile] [--sqlite-synchronous NORMAL]
-                                       [--only own|contended|paced]
+                                       [--only single|own|contended|paced]
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import _server as b
 
 USERS = 50
 HOT_FILES = 5
+SINGLE = "single user"
 
 
 def file_of(i: int) -> str:
@@ -131,6 +133,7 @@ def main() -> None:
     files = [file_of(i) for i in range(USERS)]
     extra: dict[str, Any] = {}
     rows: list[m.Row] = []
+    measured: dict[str, dict[str, list[float]]] = {}
     m.wait_for_quiet()
     with b.temp_data_dir("checkout") as data:
         m.step(f"creating {USERS} users (argon2)")
@@ -146,6 +149,9 @@ def main() -> None:
             asyncio.run(run_variant(server.base_url, tokens, files, 1.0))  # warm-up
             rng = random.Random(3)
             variants: list[tuple[str, list[str], Callable[[], float] | None]] = [
+                # One user alone: the server's latency with nobody else, the denominator
+                # of the ratios that the noisy machine affects less than the p99 itself.
+                (SINGLE, files[:1], None),
                 ("own files", files, None),
                 ("contended (5 files)", files[:HOT_FILES], None),
                 # 50 people at work: each thinks between operations. ~1 s is already far
@@ -162,19 +168,54 @@ def main() -> None:
                 profiling = m.wants_profile() and m.PySpy.available() and think is None
                 slug = "checkout-" + label.split()[0]
                 spy = m.PySpy(server.pid, slug) if profiling else nullcontext()
-                m.step(f"variant: {label}, {seconds:.0f} s")
+                single = label == SINGLE
+                users_of = tokens[:1] if single else tokens
+                length = min(seconds, 5.0) if single else seconds
+                m.step(f"variant: {label}, {length:.0f} s")
                 with m.CpuMonitor([server.pid]) as cpu, spy:
                     samples, wall = asyncio.run(
-                        run_variant(server.base_url, tokens, targets, seconds, think)
+                        run_variant(server.base_url, users_of, targets, length, think)
                     )
                 rows += variant_rows(label, samples, wall, cpu)
                 extra[label] = {op: m.dist_ms(v) for op, v in samples.items() if v}
+                measured[label] = samples
                 if isinstance(spy, m.PySpy):
                     extra[f"profile {label}"] = spy.print_summary()
+    rows += ratio_rows(measured)
+    charts = [
+        m.distribution(
+            f"{op}, {USERS} users",
+            {label: m.ms(samples[op]) for label, samples in measured.items() if samples[op]},
+            goal=20,
+        )
+        for op in ("checkout", "cancel")
+    ]
     mode = m.sqlite_sync_mode()
     extra["sqlite_synchronous"] = mode
     m.print_table(f"checkout + cancel, {USERS} concurrent users (SQLite synchronous={mode})", rows)
-    m.write_result(m.result_name("checkout"), rows, extra)
+    m.write_result(m.result_name("checkout"), rows, extra, charts)
+
+
+def ratio_rows(measured: dict[str, dict[str, list[float]]]) -> list[m.Row]:
+    """Each paced variant's p99 over the single user's: what 50 users add on this machine."""
+    alone = measured.get(SINGLE)
+    if alone is None:
+        return []
+    rows = []
+    for label, samples in measured.items():
+        if not label.startswith("paced"):
+            continue
+        for op in ("checkout", "cancel"):
+            if samples[op] and alone[op]:
+                rows.append(
+                    m.ratio(
+                        f"{label}: {op} p99 / single user p99",
+                        m.pct(samples[op], 99),
+                        m.pct(alone[op], 99),
+                        "same run",
+                    )
+                )
+    return rows
 
 
 if __name__ == "__main__":

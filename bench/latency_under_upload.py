@@ -137,8 +137,16 @@ def main() -> None:
                 extra["profile"] = spy.print_summary()
 
     rows: list[m.Row] = []
+    charts: list[dict[str, Any]] = []
     for op in OPS:
         base, load = m.dist_ms(baseline[op]), m.dist_ms(during[op])
+        charts.append(
+            m.distribution(
+                op,
+                {"idle": m.ms(baseline[op]), "during 500 MB upload": m.ms(during[op])},
+                goal=50,
+            )
+        )
         rows.append(
             m.goal_le(
                 f"{op}: p99 during upload",
@@ -157,6 +165,9 @@ def main() -> None:
                 f"p99 ratio {load['p99'] / base['p99']:.1f}x",
             )
         )
+        rows.append(
+            m.ratio(f"{op}: p99 during upload / idle", load["p99"], base["p99"], "same run")
+        )
         extra[op] = {"baseline": base, "during_upload": load}
     every_base = [x for op in OPS for x in baseline[op]]
     every_load = [x for op in OPS for x in during[op]]
@@ -168,6 +179,21 @@ def main() -> None:
             50,
             "ms",
             f"baseline p99 {all_base['p99']:.1f} ms; max during {all_load['max']:.1f} ms",
+        )
+    )
+    rows.append(
+        m.ratio(
+            "all probe requests: p99 during upload / idle",
+            all_load["p99"],
+            all_base["p99"],
+            "the slowdown a 500 MB upload causes, both measured in this run",
+        )
+    )
+    charts.append(
+        m.distribution(
+            "all probe requests",
+            {"idle": m.ms(every_base), "during 500 MB upload": m.ms(every_load)},
+            goal=50,
         )
     )
     rates = [r["MBps"] for r in upload_runs]
@@ -185,7 +211,7 @@ def main() -> None:
     mode = m.sqlite_sync_mode()
     extra["sqlite_synchronous"] = mode
     m.print_table(f"latency of other requests during a 500 MB check-in (SQLite {mode})", rows)
-    m.write_result(m.result_name("latency_under_upload"), rows, extra)
+    m.write_result(m.result_name("latency_under_upload"), rows, extra, charts)
 
 
 if __name__ == "__main__":

@@ -288,7 +288,9 @@ async def split_variant(
     return samples, max(wall for _part, wall in halves)
 
 
-def run_checkouts(servers: list[b.Server], admin: str, seconds: float) -> list[m.Row]:
+def run_checkouts(
+    servers: list[b.Server], admin: str, seconds: float
+) -> tuple[list[m.Row], dict[str, Any]]:
     users = [f"u{i}" for i in range(1, USERS + 1)]
     files = [f"{3000000 + i:07d}_OP1.mcam" for i in range(USERS)]
     m.step(f"uploading {USERS} files; logging in {USERS} users")
@@ -301,15 +303,27 @@ def run_checkouts(servers: list[b.Server], admin: str, seconds: float) -> list[m
     pids = [s.pid for s in servers]
     m.step(f"checkouts: {USERS} users on instance A, {seconds:.0f} s")
     with m.CpuMonitor(pids) as cpu:
-        samples, wall = asyncio.run(run_variant(servers[0].base_url, tokens, files, seconds))
-    rows += checkout_rows(f"{USERS} users, one instance", samples, wall)
+        one, one_wall = asyncio.run(run_variant(servers[0].base_url, tokens, files, seconds))
+    rows += checkout_rows(f"{USERS} users, one instance", one, one_wall)
     rows.append(cpu.row("one instance"))
     m.step(f"checkouts: {USERS} users split over A and B, {seconds:.0f} s")
     with m.CpuMonitor(pids) as cpu:
-        samples, wall = asyncio.run(split_variant(servers, tokens, files, seconds))
-    rows += checkout_rows(f"{USERS} users, two instances", samples, wall)
+        two, two_wall = asyncio.run(split_variant(servers, tokens, files, seconds))
+    rows += checkout_rows(f"{USERS} users, two instances", two, two_wall)
     rows.append(cpu.row("two instances"))
-    return rows
+    rows.append(
+        m.ratio(
+            "checkouts per second, two instances / one",
+            len(two["checkout"]) / two_wall,
+            len(one["checkout"]) / one_wall,
+            "one advisory lock serializes writes: ~1 expected",
+        )
+    )
+    chart = m.distribution(
+        f"checkout, {USERS} users in a closed loop",
+        {"one instance": m.ms(one["checkout"]), "two instances": m.ms(two["checkout"])},
+    )
+    return rows, chart
 
 
 def main() -> int:
@@ -318,6 +332,8 @@ def main() -> int:
     m.step(f"RLIMIT_NOFILE {nofile} (inherited by the servers and the client processes)")
     rows: list[m.Row] = []
     extra: dict[str, Any] = {"phases": []}
+    charts: list[dict[str, Any]] = []
+    last_p99: dict[int, float] = {}
     with ExitStack() as stack:
         url = stack.enter_context(fresh_database())
         data = stack.enter_context(b.temp_data_dir("scaleout"))
@@ -334,6 +350,17 @@ def main() -> int:
         for clients, processes, changes in plan():
             r = run_fanout(servers, token, changers, clients, processes, changes)
             rows += fanout_rows(r)
+            last_p99[clients] = m.pct(m.ms(r["last"]), 99)
+            charts.append(
+                m.distribution(
+                    f"change -> last client, N={clients:,} over two instances",
+                    {
+                        "on the changing instance": m.ms(r["same"]),
+                        "on the other instance": m.ms(r["other"]),
+                    },
+                    goal=GOAL_MS if clients == GOAL_CLIENTS else None,
+                )
+            )
             extra["phases"].append(
                 {
                     "clients": clients,
@@ -350,10 +377,19 @@ def main() -> int:
         for changer in changers:
             changer.close()
         m.wait_for_quiet()
-        rows += run_checkouts(servers, token, 5.0 if quick else 10.0)
+        more_rows, checkout_chart = run_checkouts(servers, token, 5.0 if quick else 10.0)
+        rows += more_rows
+        charts.append(checkout_chart)
+    smallest = min(last_p99)
+    rows += [
+        m.ratio(f"N={n:,}: last client p99 / N={smallest} p99", p99, last_p99[smallest],
+                "the fan-out's own cost over the fixed part, same run")
+        for n, p99 in last_p99.items()
+        if n != smallest
+    ]  # fmt: skip
     m.print_table("Scale-out: two instances on PostgreSQL (time.monotonic, ms)", rows)
     print("Latency = t0 (just before the HTTP request to one instance) -> FILE_UPDATED arrival.")
-    m.write_result("scale_out", rows, extra)
+    m.write_result("scale_out", rows, extra, charts)
     return 0
 
 

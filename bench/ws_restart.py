@@ -17,7 +17,7 @@ whose prev is newer than the client's last seq) or ended on a different seq.
     .venv/bin/python bench/ws_restart.py [--quick] [--profile]
 
 --profile records the new server with py-spy while the clients come back
-(bench/results/ws_restart-storm.pyspy.txt).
+(bench/results/raw/ws_restart-storm.pyspy.txt).
 """
 
 from __future__ import annotations
@@ -297,7 +297,20 @@ def main() -> int:
         "delivery_ms": [(n, round(last, 1)) for n, last, _med in delivery],
         "progress": [(round(t, 2), n) for t, n in progress[:: max(1, len(progress) // 100)]],
     }
-    m.write_result("ws_restart", rows, extra)
+    title = f"reconnect time after SIGTERM, {clients:,} clients"
+    charts = [
+        m.distribution(
+            title,
+            {"since SIGTERM": recon, "since the client saw the close": a["close_to_live_s"]},
+            "s",
+            goal=GOAL_S,
+            goal_quantile=100,
+        ),
+        m.distribution(
+            title, {"since SIGTERM": recon}, "s", goal=GOAL_S, goal_quantile=100, kind="histogram"
+        ),
+    ]
+    m.write_result("ws_restart", rows, extra, charts)
     return 0
 
 
