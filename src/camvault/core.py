@@ -43,7 +43,9 @@ class Camvault:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.db = Database(
-            settings.sqlalchemy_url(), sqlite_synchronous=settings.sqlite_synchronous
+            settings.sqlalchemy_url(),
+            sqlite_synchronous=settings.sqlite_synchronous,
+            sqlite_busy_timeout=settings.sqlite_busy_timeout,
         )
         self.writer = Writer()
         self.auth = AuthService(

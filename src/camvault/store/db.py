@@ -33,19 +33,21 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 class Database:
     """A SQLAlchemy engine plus camvault's transaction discipline."""
 
-    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
+    def __init__(
+        self, url: str, *, sqlite_synchronous: str = "FULL", sqlite_busy_timeout: float = 60.0
+    ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
             self.engine = create_engine(
                 url,
-                connect_args={"check_same_thread": False, "timeout": 60},
+                connect_args={"check_same_thread": False, "timeout": sqlite_busy_timeout},
                 # As many as the worker threads (40): an overflow connection would be opened
                 # (with its PRAGMAs) and closed again for every request under load.
                 pool_size=40,
                 max_overflow=10,
             )
-            _configure_sqlite(self.engine, sqlite_synchronous)
+            _configure_sqlite(self.engine, sqlite_synchronous, sqlite_busy_timeout)
         else:
             self.engine = create_engine(
                 url,
@@ -135,7 +137,7 @@ def alembic_config() -> Config:
     return config
 
 
-def _configure_sqlite(engine: Engine, synchronous: str) -> None:
+def _configure_sqlite(engine: Engine, synchronous: str, busy_timeout: float) -> None:
     if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
         raise ValueError(f"invalid sqlite synchronous mode: {synchronous}")
 
@@ -147,7 +149,8 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=60000")
+        # Past this wait for another writer, "database is locked": a 503 the client retries.
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
