@@ -33,6 +33,7 @@ from camvault.services.vault import VaultService
 from camvault.services.writer import Writer
 from camvault.settings import Settings
 from camvault.store.db import Database
+from camvault.store.failures import describe
 
 log = logging.getLogger("camvault")
 
@@ -157,8 +158,8 @@ class Camvault:
         try:
             with self.db.read() as conn:
                 conn.execute(text("SELECT 1"))
-        except SQLAlchemyError:
-            log.warning("health: the database is unreachable", exc_info=True)
+        except SQLAlchemyError as exc:
+            log.warning("health: the database is unreachable: %s", describe(exc, self.db.url))
             checks["database"] = "unavailable"
         repo = self.settings.repo_path
         writable = (repo, repo / "objects", self.tmp_dir)

@@ -16,7 +16,15 @@ import httpx
 import pytest
 from helpers import HDF5, PASSWORD
 
-from e2e.server import Launcher, Server, checkin, git, git_fsck, isolated_git_env, upload
+from e2e.server import (
+    Launcher,
+    Server,
+    checkin,
+    git_fsck,
+    git_versions,
+    isolated_git_env,
+    upload,
+)
 
 NAME = "1234567_A1.mcam"
 ROUNDS = 3
@@ -94,19 +102,6 @@ def kill_during_checkins(server: Server, token: str, ledger: Ledger) -> None:
         thread.join(timeout=30)
         assert not thread.is_alive(), "a writer thread hung after the server died"
     assert not ledger.failures, f"{ledger.failures}\n{server.stderr()[-3000:]}"
-
-
-def git_versions(repo: Path, env: dict[str, str]) -> list[tuple[str, int, str, str]]:
-    """(file, version, sha256, commit) of every non-delete commit on main, from git's trailers."""
-    fields = ("Camvault-File", "Camvault-Action", "Camvault-Version", "Camvault-Sha256")
-    trailer = "%x1f".join(f"%(trailers:key={key},valueonly,separator=)" for key in fields)
-    out = git("-C", str(repo), "log", "main", f"--format=%H%x1f{trailer}", env=env)
-    found = []
-    for line in out.splitlines():
-        commit, filename, action, version, sha = line.split("\x1f")
-        if action != "delete":
-            found.append((filename, int(version), sha, commit))
-    return sorted(found)
 
 
 def check_recovered(

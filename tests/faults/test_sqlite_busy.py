@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from anyio import to_thread
 from helpers import PASSWORD, Vault, checkin, mcam, upload
+from pydantic import SecretStr
 
 from camvault.api.app import create_app
 from camvault.core import Camvault
@@ -23,7 +24,9 @@ NAME = "1234567_A1.mcam"
 @pytest.fixture
 async def vault(tmp_path: Path) -> AsyncIterator[Vault]:
     """A vault on SQLite whose writes give up after 0.3 s behind another writer."""
-    settings = Settings(data=tmp_path / "data", admin_password=PASSWORD, sqlite_busy_timeout=0.3)
+    settings = Settings(
+        data=tmp_path / "data", admin_password=SecretStr(PASSWORD), sqlite_busy_timeout=0.3
+    )
     camvault = Camvault(settings)
     app = create_app(settings, camvault)
     async with app.router.lifespan_context(app):
