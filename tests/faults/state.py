@@ -67,4 +67,5 @@ def check_vault(
     repo = server.data / "vault.git"
     git_fsck(repo, git_env)
     assert git_versions(repo, git_env) == sorted(api_versions), "the database and git disagree"
-    assert leftovers(server.data, server) == []
+    left = leftovers(server.data, server)
+    assert left == [], f"left behind: {left}"

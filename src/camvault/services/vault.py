@@ -260,7 +260,9 @@ class VaultService:
         commit then fails: an unreferenced object, never a partial version.
         """
         blob_id = (
-            None if self.is_lfs(filename) else self.repo.create_blob_from_file(upload.tmp_path)
+            None
+            if self.is_lfs(filename)
+            else self.repo.create_blob_from_file(upload.tmp_path, self.tmp_dir)
         )
         self.store.adopt(upload.tmp_path, upload.sha256)
         return blob_id
@@ -721,7 +723,9 @@ class VaultService:
                 raise NotFound(f"{row.filename} has no version {target}")
             blob_id = None
             if not self.is_lfs(row.filename):
-                blob_id = self.repo.create_blob_from_file(self.store.path_for(old.sha256))
+                blob_id = self.repo.create_blob_from_file(
+                    self.store.path_for(old.sha256), self.tmp_dir
+                )
             version = row.version + 1
             message = message or f"Revert {row.filename} to version {target}"
             record = self.commit_version(

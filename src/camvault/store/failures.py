@@ -67,7 +67,8 @@ def is_disk_full(exc: BaseException) -> bool:
             return True
         if isinstance(current, SQLAlchemyError) and database_failure(current) is Failure.FULL:
             return True
-        if isinstance(current, CamvaultError | pygit2.GitError) and any(
+        # libgit2 raises OSErrors without an errno: its message is all there is.
+        if isinstance(current, CamvaultError | pygit2.GitError | OSError) and any(
             text in str(current) for text in _DISK_FULL_TEXTS
         ):
             return True
