@@ -20,6 +20,7 @@ from anyio import to_thread
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from camvault import faults
 from camvault.errors import Exists
 from camvault.events.hub import Hub
 from camvault.events.listener import NotifyListener, libpq_dsn
@@ -87,6 +88,7 @@ class Camvault:
 
     def open_sync(self) -> None:
         """Create or open everything on disk (blocking)."""
+        faults.arm_from_environment()
         data = self.settings.data
         data.mkdir(parents=True, exist_ok=True)
         self.settings.tmp_path.mkdir(exist_ok=True)

@@ -26,6 +26,7 @@ import pygit2
 from pygit2.enums import FileMode, Option, RepositoryOpenFlag
 
 from camvault.errors import NotFound, StorageError
+from camvault.faults import checkpoint
 from camvault.history.lfs import check_sha256, fsync_dir, makedirs_durable, pointer_bytes
 
 MAIN_REF = "refs/heads/main"
@@ -370,6 +371,7 @@ class VaultRepo:
             )
         except (pygit2.GitError, OSError) as exc:  # libgit2's I/O failures are OSErrors
             raise StorageError(f"cannot write the commit for {filename}: {exc}") from exc
+        checkpoint(f"{action}.commit_written")
         self._move_main(commit_id, expected_head)
         return str(commit_id)
 
@@ -463,6 +465,21 @@ class VaultRepo:
         except (pygit2.GitError, OSError) as exc:
             raise StorageError(f"{lost}: {exc}") from exc
 
+    def reset_main(self, commit: str, previous: str | None) -> None:
+        """Take back ``commit``: move main from it to ``previous`` (delete it if None), for a
+        change whose database transaction failed. StorageError if main is elsewhere."""
+        try:
+            ref = self._repo.lookup_reference(MAIN_REF)
+            if ref.target != pygit2.Oid(hex=_check_commit_id("commit", commit)):
+                raise StorageError(f"{MAIN_REF} is at {ref.target}, not at {commit}")
+            if previous is None:
+                ref.delete()
+            else:
+                # Compare-and-swap against the value just read, as in _move_main.
+                ref.set_target(pygit2.Oid(hex=_check_commit_id("previous", previous)))
+        except (KeyError, pygit2.GitError, OSError) as exc:
+            raise StorageError(f"cannot move {MAIN_REF} back from {commit}: {exc}") from exc
+
     def clear_stale_ref_lock(self) -> bool:
         """Remove ``refs/heads/main.lock`` left by a process killed while moving main.
 
@@ -474,6 +491,8 @@ class VaultRepo:
             lock.unlink()
         except FileNotFoundError:
             return False
+        except OSError as exc:
+            raise StorageError(f"cannot clear a stale lock on {MAIN_REF}: {exc}") from exc
         return True
 
     def commits_since(self, base: str | None, *, head: str | None = None) -> list[CommitInfo]:

@@ -9,6 +9,7 @@ one database never interleave a change.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,10 +21,14 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from camvault.errors import SchemaTooNew
+from camvault.store.failures import Failure, database_failure
 
+log = logging.getLogger("camvault.db")
+_UNDO = "camvault_undo"
 # Arbitrary constant naming camvault's writer lock among PostgreSQL advisory locks.
 WRITER_LOCK_KEY = 0x63616D76  # "camv"
 MIGRATION_LOCK_KEY = WRITER_LOCK_KEY + 1
@@ -74,12 +79,49 @@ class Database:
         """An exclusive write transaction, serialized across threads and processes."""
         options: dict[str, Any] = {"camvault_write": True}
         with self.engine.connect().execution_options(**options) as conn:
-            with conn.begin():
-                if not self.is_sqlite:
-                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITER_LOCK_KEY})
-                yield conn
+            undo: list[Callable[[], None]] = []
+            conn.info[_UNDO] = undo
+            try:
+                with conn.begin():
+                    if not self.is_sqlite:
+                        conn.execute(
+                            text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITER_LOCK_KEY}
+                        )
+                    try:
+                        yield conn
+                    except BaseException as exc:
+                        # Before the rollback, so still under the write lock: nobody else
+                        # can have built on what is undone.
+                        self._undo(undo, exc)
+                        raise
+            finally:
+                conn.info.pop(_UNDO, None)
             for hook in self.on_commit:
                 hook()
+
+    @staticmethod
+    def on_rollback(conn: Connection, undo: Callable[[], None]) -> None:
+        """Call ``undo`` if the write transaction of ``conn`` fails before its commit: it
+        takes back a change made outside the database (git's main moved) in step with it."""
+        conn.info[_UNDO].append(undo)
+
+    def _undo(self, undo: list[Callable[[], None]], exc: BaseException) -> None:
+        if not undo:
+            return
+        lost = isinstance(exc, DBAPIError) and database_failure(exc) is Failure.UNAVAILABLE
+        if lost and not self.is_sqlite:
+            # The connection is gone, and with it maybe the advisory lock: another instance
+            # may already have recorded our commit. Leave it; catch_up keeps them in step.
+            log.warning("write failed with the database away; its git commit stays in git")
+            return
+        for step in reversed(undo):
+            try:
+                step()
+            except Exception:
+                # The original failure still propagates; this one is the operator's to see.
+                # What stays in git is recorded by the next write's catch_up.
+                log.exception("could not take back a failed write's change to git")
+                return
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision (idempotent; safe with many instances)."""
