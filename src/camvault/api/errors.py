@@ -101,9 +101,9 @@ def install_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         return error_response(exc.status_code, code, message, dict(exc.headers or {}))
 
-    def disk_full(request: Request, exc: Exception) -> JSONResponse:
+    def disk_full(request: Request, detail: object) -> JSONResponse:
         # Whatever was written is content-addressed or rolled back: nothing half-saved.
-        log.error("disk full on %s %s: %s", request.method, request.url.path, exc)
+        log.error("disk full on %s %s: %s", request.method, request.url.path, detail)
         error = InsufficientStorage("the server's disk is full; nothing was saved")
         return error_response(error.status, error.code, error.message)
 
@@ -115,7 +115,7 @@ def install_error_handlers(app: FastAPI) -> None:
         # Never str(exc): it carries the SQL, its parameters (tokens) and maybe the URL.
         what = describe(exc, request.app.state.camvault.db.url)
         if failure is Failure.FULL:
-            return disk_full(request, RuntimeError(what))
+            return disk_full(request, what)
         log.warning("database unavailable on %s %s: %s", request.method, request.url.path, what)
         error = Unavailable("the database is busy or unreachable; nothing was changed, retry")
         headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
