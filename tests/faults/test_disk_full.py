@@ -37,7 +37,8 @@ def small_disk(tmp_path: Path, launch: Launcher) -> Iterator[Path]:
         yield mount
     finally:
         launch.close()
-        subprocess.run(["umount", str(mount)], check=True)
+        # Lazy: detached at once even if a killed process still holds a file there.
+        subprocess.run(["umount", "--lazy", str(mount)], check=True)
 
 
 def fill(disk: Path, leave: int) -> Path:

@@ -41,7 +41,7 @@ def read_only(path: Path) -> Iterator[None]:
         subprocess.run(["mount", "-o", "remount,ro,bind", str(path)], check=True)
         yield
     finally:
-        subprocess.run(["umount", str(path)], check=True)
+        subprocess.run(["umount", "--lazy", str(path)], check=True)
 
 
 def fails_then_recovers(
