@@ -20,6 +20,7 @@ from anyio import to_thread
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from camvault import faults
 from camvault.errors import Exists
 from camvault.events.hub import Hub
 from camvault.events.listener import NotifyListener, libpq_dsn
@@ -33,6 +34,7 @@ from camvault.services.vault import VaultService
 from camvault.services.writer import Writer
 from camvault.settings import Settings
 from camvault.store.db import Database
+from camvault.store.failures import describe
 
 log = logging.getLogger("camvault")
 
@@ -43,7 +45,9 @@ class Camvault:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.db = Database(
-            settings.sqlalchemy_url(), sqlite_synchronous=settings.sqlite_synchronous
+            settings.sqlalchemy_url(),
+            sqlite_synchronous=settings.sqlite_synchronous,
+            sqlite_busy_timeout=settings.sqlite_busy_timeout,
         )
         self.writer = Writer()
         self.auth = AuthService(
@@ -84,6 +88,7 @@ class Camvault:
 
     def open_sync(self) -> None:
         """Create or open everything on disk (blocking)."""
+        faults.arm_from_environment()
         data = self.settings.data
         data.mkdir(parents=True, exist_ok=True)
         self.settings.tmp_path.mkdir(exist_ok=True)
@@ -155,8 +160,8 @@ class Camvault:
         try:
             with self.db.read() as conn:
                 conn.execute(text("SELECT 1"))
-        except SQLAlchemyError:
-            log.warning("health: the database is unreachable", exc_info=True)
+        except SQLAlchemyError as exc:
+            log.warning("health: the database is unreachable: %s", describe(exc, self.db.url))
             checks["database"] = "unavailable"
         repo = self.settings.repo_path
         writable = (repo, repo / "objects", self.tmp_dir)

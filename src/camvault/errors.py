@@ -129,8 +129,17 @@ class RateLimited(CamvaultError):
 
 
 class Unavailable(CamvaultError):
+    """The database is busy or unreachable for a moment; nothing was changed, retry later."""
+
     code = "unavailable"
     status = 503
+
+
+class InsufficientStorage(CamvaultError):
+    """The server's disk (or the database's) is full; nothing was saved."""
+
+    code = "insufficient_storage"
+    status = 507
 
 
 class SchemaTooNew(CamvaultError):

@@ -111,6 +111,12 @@ class Settings(BaseSettings):
     sqlite_synchronous: str = Field(
         default="FULL", description="SQLite synchronous pragma (FULL survives power loss)."
     )
+    sqlite_busy_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds a SQLite write waits for another process's write lock before "
+        "the request is answered 503 (unavailable).",
+    )
     mirror_key_file: Path | None = Field(
         default=None,
         description="File (outside the data dir) holding the secret that encrypts the "

@@ -289,3 +289,16 @@ def git_fsck(repo: Path, env: dict[str, str], *extra: str) -> None:
     )
     said = (done.stdout + done.stderr).strip()
     assert done.returncode == 0 and not said, f"git fsck in {repo}:\n{said}"
+
+
+def git_versions(repo: Path, env: dict[str, str]) -> list[tuple[str, int, str, str]]:
+    """(file, version, sha256, commit) of every non-delete commit on main, from git's trailers."""
+    fields = ("Camvault-File", "Camvault-Action", "Camvault-Version", "Camvault-Sha256")
+    trailer = "%x1f".join(f"%(trailers:key={key},valueonly,separator=)" for key in fields)
+    out = git("-C", str(repo), "log", "main", f"--format=%H%x1f{trailer}", env=env)
+    found = []
+    for line in out.splitlines():
+        commit, filename, action, version, sha = line.split("\x1f")
+        if action != "delete":
+            found.append((filename, int(version), sha, commit))
+    return sorted(found)

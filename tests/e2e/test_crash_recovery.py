@@ -14,9 +14,19 @@ from typing import Any
 
 import httpx
 import pytest
+from faults import state
 from helpers import HDF5, PASSWORD
 
-from e2e.server import Launcher, Server, checkin, git, git_fsck, isolated_git_env, upload
+from camvault import faults
+from e2e.server import (
+    Launcher,
+    Server,
+    checkin,
+    git_fsck,
+    git_versions,
+    isolated_git_env,
+    upload,
+)
 
 NAME = "1234567_A1.mcam"
 ROUNDS = 3
@@ -94,19 +104,6 @@ def kill_during_checkins(server: Server, token: str, ledger: Ledger) -> None:
         thread.join(timeout=30)
         assert not thread.is_alive(), "a writer thread hung after the server died"
     assert not ledger.failures, f"{ledger.failures}\n{server.stderr()[-3000:]}"
-
-
-def git_versions(repo: Path, env: dict[str, str]) -> list[tuple[str, int, str, str]]:
-    """(file, version, sha256, commit) of every non-delete commit on main, from git's trailers."""
-    fields = ("Camvault-File", "Camvault-Action", "Camvault-Version", "Camvault-Sha256")
-    trailer = "%x1f".join(f"%(trailers:key={key},valueonly,separator=)" for key in fields)
-    out = git("-C", str(repo), "log", "main", f"--format=%H%x1f{trailer}", env=env)
-    found = []
-    for line in out.splitlines():
-        commit, filename, action, version, sha = line.split("\x1f")
-        if action != "delete":
-            found.append((filename, int(version), sha, commit))
-    return sorted(found)
 
 
 def check_recovered(
@@ -194,3 +191,41 @@ def test_kill_9_during_checkins_loses_no_acknowledged_version(
         response = checkin(admin, NAME, payload(1, 2048), message="after", keep_locked=True)
         assert response.status_code == 200, f"{response.text}\n{server.stderr()[-3000:]}"
         assert response.json()["version"] == newest + 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", faults.STEPS)
+def test_kill_9_at_each_step_of_a_check_in_keeps_it_all_or_nothing(
+    launch: Launcher, server_database_url: str | None, tmp_path: Path, step: str
+) -> None:
+    """SIGKILL at ``step`` (the fault hook), restart: the version is whole or absent (whole
+    once main moved, the point of no return), the lock follows, git and the database agree,
+    nothing temporary is left, and the next check-in works."""
+    data = tmp_path / "data"
+    v1, v2, v3 = state.mcam(1), state.mcam(2, MIB + 1), state.mcam(3)
+    server = launch.start(
+        data,
+        admin_password=PASSWORD,
+        database_url=server_database_url,
+        env={"CAMVAULT_FAULT": f"kill:{step}"},
+    )
+    token = server.login("admin", PASSWORD)
+    with server.client(token) as admin:
+        assert upload(admin, NAME, v1).status_code == 201
+        assert admin.post(f"/api/files/{NAME}/checkout", json={}).is_success
+        with pytest.raises(httpx.TransportError):
+            checkin(admin, NAME, v2, message="killed")
+    assert server.proc.wait(timeout=10) == -signal.SIGKILL, server.logs()
+
+    server = launch.start(data, admin_password=PASSWORD, database_url=server_database_url)
+    token = server.login("admin", PASSWORD)
+    git_env = isolated_git_env(tmp_path / "home")
+    kept = faults.STEPS.index(step) >= faults.STEPS.index("checkin.main_moved")
+    contents = [v1, v2] if kept else [v1]
+    state.check_vault(server, token, git_env, {NAME: contents}, {NAME: None if kept else "admin"})
+
+    with server.client(token) as admin:
+        assert admin.post(f"/api/files/{NAME}/checkout", json={}).is_success
+        response = checkin(admin, NAME, v3, message="after the crash")
+        assert response.status_code == 200, f"{response.text}\n{server.logs()}"
+    state.check_vault(server, token, git_env, {NAME: [*contents, v3]}, {NAME: None})

@@ -9,10 +9,18 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from camvault.errors import CamvaultError, StorageError
+from camvault.errors import CamvaultError, InsufficientStorage, StorageError, Unavailable
+from camvault.store.failures import (
+    RETRY_AFTER_SECONDS,
+    Failure,
+    database_failure,
+    describe,
+    is_disk_full,
+)
 
 log = logging.getLogger("camvault.api")
 E = TypeVar("E", bound=Exception)
@@ -68,6 +76,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_domain(request: Request, exc: Exception) -> JSONResponse:
         exc = _expect(exc, CamvaultError)
+        if isinstance(exc, StorageError) and is_disk_full(exc):
+            return disk_full(request, exc)
         if isinstance(exc, StorageError):
             # The detail names paths and commits on the server: the log gets it, not the client.
             log.error("storage error on %s %s: %s", request.method, request.url.path, exc.message)
@@ -91,6 +101,31 @@ def install_error_handlers(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         return error_response(exc.status_code, code, message, dict(exc.headers or {}))
 
+    def disk_full(request: Request, detail: object) -> JSONResponse:
+        # Whatever was written is content-addressed or rolled back: nothing half-saved.
+        log.error("disk full on %s %s: %s", request.method, request.url.path, detail)
+        error = InsufficientStorage("the server's disk is full; nothing was saved")
+        return error_response(error.status, error.code, error.message)
+
+    async def on_database(request: Request, exc: Exception) -> JSONResponse:
+        exc = _expect(exc, SQLAlchemyError)
+        failure = database_failure(exc)
+        if failure is None:
+            return await on_unexpected(request, exc)
+        # Never str(exc): it carries the SQL, its parameters (tokens) and maybe the URL.
+        what = describe(exc, request.app.state.camvault.db.url)
+        if failure is Failure.FULL:
+            return disk_full(request, what)
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, what)
+        error = Unavailable("the database is busy or unreachable; nothing was changed, retry")
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        return error_response(error.status, error.code, error.message, headers)
+
+    async def on_os_error(request: Request, exc: Exception) -> JSONResponse:
+        if is_disk_full(exc):
+            return disk_full(request, exc)
+        return await on_unexpected(request, exc)
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Logged with the traceback for the operator; the client gets no internals.
         log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -100,14 +135,17 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ClientDisconnect, on_disconnect)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(SQLAlchemyError, on_database)
+    app.add_exception_handler(OSError, on_os_error)
     app.add_exception_handler(Exception, on_unexpected)
 
 
 def responses(
     *statuses: int, descriptions: dict[int, str] | None = None
 ) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` entries for the error statuses an endpoint can answer
-    (``descriptions`` overrides the generic text where a route means something narrower)."""
+    """OpenAPI ``responses=`` entries for the error statuses an endpoint can answer, 503
+    always (``descriptions`` overrides the generic text where a route means something
+    narrower)."""
     generic = {
         400: "Invalid input (bad_request, invalid_name, invalid_type, bad_content, empty)",
         401: "Not authenticated (unauthorized)",
@@ -118,6 +156,10 @@ def responses(
         416: "Range not satisfiable",
         429: "Too many attempts (rate_limited); see Retry-After",
         500: "Storage failure (storage_error) or internal error",
+        503: "The database is busy or unreachable for a moment (unavailable); nothing was "
+        "changed: retry after Retry-After seconds",
+        507: "The server's disk is full (insufficient_storage); nothing was saved",
     }
     described = {**generic, **(descriptions or {})}
-    return {s: {"model": ErrorBody, "description": described[s]} for s in statuses}
+    # Every endpoint reads or writes the database, so every one may answer 503.
+    return {s: {"model": ErrorBody, "description": described[s]} for s in (*statuses, 503)}

@@ -80,7 +80,7 @@ async def list_files(request: Request, _user: CurrentUser) -> Response:
     "",
     status_code=201,
     response_model=FileRecord,
-    responses=responses(400, 401, 403, 409, 413, 500),
+    responses=responses(400, 401, 403, 409, 413, 500, 507),
     openapi_extra=multipart_body(with_description=True, checkin=False),
     summary="Upload a new file (version 1)",
 )
@@ -154,7 +154,7 @@ async def checkout(
 @router.post(
     "/{name}/checkin",
     response_model=FileRecord,
-    responses=responses(400, 401, 403, 404, 409, 413, 500),
+    responses=responses(400, 401, 403, 404, 409, 413, 500, 507),
     openapi_extra=multipart_body(with_description=True, checkin=True),
     summary="Upload a new version as the lock holder",
 )
@@ -181,7 +181,7 @@ async def cancel_checkout(request: Request, name: str, user: CurrentUser) -> dic
 @router.post(
     "/{name}/revert",
     response_model=FileRecord,
-    responses=responses(400, 401, 403, 404, 409, 413, 500),
+    responses=responses(400, 401, 403, 404, 409, 413, 500, 507),
     summary="New version with an older version's content (lock holder only)",
 )
 async def revert(request: Request, name: str, body: RevertIn, user: CurrentUser) -> dict[str, Any]:
@@ -228,7 +228,7 @@ async def delete_file(request: Request, name: str, admin: AdminUser) -> Response
     "",
     status_code=201,
     response_model=FileRecord,
-    responses=responses(400, 401, 403, 409, 413),
+    responses=responses(400, 401, 403, 409, 413, 500, 507),
     summary="Create a .link entry that stands for a master file",
 )
 async def create_link(request: Request, body: LinkIn, user: CurrentUser) -> dict[str, Any]:

@@ -13,11 +13,13 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, WebSocket
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from camvault.api.security import authenticate, get_camvault, origin_allowed
+from camvault.api.security import Principal, authenticate, get_camvault, origin_allowed
 from camvault.events.frames import PONG, error_frame
-from camvault.events.hub import CLOSE_POLICY, Connection, Hub
+from camvault.events.hub import CLOSE_POLICY, CLOSE_SERVER_ERROR, Connection, Hub
+from camvault.store.failures import database_failure
 
 router = APIRouter()
 
@@ -32,7 +34,17 @@ def _int_param(websocket: WebSocket, name: str) -> int | None:
 @router.websocket("/ws")
 async def live(websocket: WebSocket) -> None:
     camvault = get_camvault(websocket)
-    principal = await authenticate(websocket)
+    try:
+        principal: Principal | None = await authenticate(websocket)
+    except SQLAlchemyError as exc:
+        if database_failure(exc) is None:
+            raise
+        # The database is away for a moment: say so with the documented 1011 (reconnect
+        # later), not an HTTP 500 handshake. Nothing is sent before the close.
+        camvault.hub.log_failure(exc, "WebSocket handshake could not check the session")
+        await websocket.accept()
+        await _close(websocket, CLOSE_SERVER_ERROR)
+        return
     origin = websocket.headers.get("origin")
     allowed = camvault.shop.current.ws_allowed_origins
     # A browser always sends Origin; a cross-site page must not ride on the user's cookie.
@@ -53,14 +65,21 @@ async def live(websocket: WebSocket) -> None:
     try:
         await hub.attach(conn, _int_param(websocket, "after"), websocket.query_params.get("epoch"))
         await asyncio.wait([writer, reader, closed], return_when=asyncio.FIRST_COMPLETED)
+    except SQLAlchemyError as exc:
+        if database_failure(exc) is None:
+            raise
+        hub.log_failure(exc, "WebSocket could not be given its snapshot or replay")
     finally:
         try:
             for task in (reader, writer, closed):
                 task.cancel()
             # gather(return_exceptions=True): a task that died of its own error (say the
             # database failed during a RESUME) must not skip the close and the detach.
-            await asyncio.gather(reader, writer, closed, return_exceptions=True)
-            await _close(websocket, conn.close_code or 1011)
+            results = await asyncio.gather(reader, writer, closed, return_exceptions=True)
+            for result in results:
+                if isinstance(result, SQLAlchemyError):  # a RESUME's replay, say
+                    hub.log_failure(result, "WebSocket could not be given its replay")
+            await _close(websocket, conn.close_code or CLOSE_SERVER_ERROR)
         finally:
             # Detached only once the close frame is out: shutdown waits for this (1001 first).
             hub.detach(conn)

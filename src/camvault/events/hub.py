@@ -30,14 +30,18 @@ from camvault.events.frames import (
 from camvault.events.log import latest_seq
 from camvault.services.snapshot import SnapshotCache
 from camvault.store.db import Database
+from camvault.store.failures import database_failure, describe
 from camvault.store.models import events
 
 log = logging.getLogger("camvault.hub")
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
+CLOSE_SERVER_ERROR = 1011
 CLOSE_TRY_AGAIN = 1013
 PAGE = 1000
+# The longest pause between two attempts to read the log while the database is away.
+MAX_BACKOFF = 5.0
 
 
 @dataclass(eq=False)
@@ -259,14 +263,25 @@ class Hub:
                 return
             try:
                 await self._drain()
-            except (SQLAlchemyError, OSError, KeyError, ValueError):
+            except (SQLAlchemyError, OSError, KeyError, ValueError) as exc:
                 # The database went away for a moment, or a row is malformed: live updates
                 # must not stop for good. Log it, back off, and retry from self.seq.
                 failures += 1
-                log.exception("live hub could not read the event log (attempt %d)", failures)
-                await asyncio.sleep(min(30.0, 0.5 * 2**failures))
+                self.log_failure(exc, f"live hub could not read the event log (attempt {failures})")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._stop_requested.wait(), min(MAX_BACKOFF, 0.5 * 2**failures)
+                    )
             else:
                 failures = 0
+
+    def log_failure(self, exc: BaseException, what: str) -> None:
+        """Log a failed database read: one line (no SQL, parameters or password) when the
+        database is only away, the traceback when it is anything else."""
+        if isinstance(exc, SQLAlchemyError) and database_failure(exc) is not None:
+            log.warning("%s: %s", what, describe(exc, self.db.url))
+        else:
+            log.error("%s", what, exc_info=exc)
 
     async def _drain(self) -> None:
         async with self._lock:
@@ -347,8 +362,9 @@ class Hub:
             return
         try:
             alive = await to_thread.run_sync(self.authenticate_many, list(tokens))
-        except (SQLAlchemyError, OSError):
-            log.exception("could not re-check the sessions of open WebSockets; will retry")
+        except (SQLAlchemyError, OSError) as exc:
+            # The query's parameters are session tokens: never the exception's text.
+            self.log_failure(exc, "could not re-check the sessions of open WebSockets")
             return
         for conn in list(self.connections):
             if conn.token in tokens and conn.token not in alive:

@@ -69,7 +69,7 @@ def parse_pointer(data: bytes) -> tuple[str, int] | None:
     return sha256, int(size)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     # A rename or mkdir is only durable once the directory holding the new entry is synced.
     if os.name == "nt":  # Windows cannot open a directory for fsync; NTFS journals metadata.
         return
@@ -88,18 +88,18 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _makedirs_durable(path: Path) -> None:
+def makedirs_durable(path: Path) -> None:
     """Create ``path`` and any missing parents, syncing each parent that gained an entry."""
     if path.is_dir():
         return
-    _makedirs_durable(path.parent)
+    makedirs_durable(path.parent)
     try:
         path.mkdir()
     except FileExistsError:
         # Another writer created it first; it still needs the parent synced below, which is
         # harmless to repeat.
         pass
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 class ContentStore:
@@ -135,11 +135,11 @@ class ContentStore:
             return dest
         # Sync the body before the rename so a crash can never expose a name with short data.
         _fsync_file(tmp_path)
-        _makedirs_durable(dest.parent)
+        makedirs_durable(dest.parent)
         # A concurrent adopt of the same sha may win the race; replacing identical content
         # with identical content is harmless, so no lock is needed.
         os.replace(tmp_path, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
         return dest
 
     def open(self, sha256: str) -> BinaryIO:

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,7 +26,8 @@ import pygit2
 from pygit2.enums import FileMode, Option, RepositoryOpenFlag
 
 from camvault.errors import NotFound, StorageError
-from camvault.history.lfs import check_sha256, pointer_bytes
+from camvault.faults import checkpoint
+from camvault.history.lfs import check_sha256, fsync_dir, makedirs_durable, pointer_bytes
 
 MAIN_REF = "refs/heads/main"
 EMAIL_DOMAIN = "camvault.invalid"
@@ -233,14 +235,38 @@ class VaultRepo:
         )
         return "".join(lines).encode("ascii")
 
-    def create_blob_from_file(self, path: Path) -> str:
+    def create_blob_from_file(self, path: Path, scratch: Path | None = None) -> str:
         """Store a file as a plain git blob, streamed from disk, and return its id.
 
         Done by ``git hash-object`` in a subprocess: libgit2 holds the GIL while it hashes
         and compresses, which would freeze the server's event loop for a large file, and a
         separate process never shares this object's repository handle with another thread.
+        git writes into a private object directory under ``scratch`` (on the repository's
+        filesystem; default the repository itself) and the finished object is then moved
+        in: git leaves its temp file behind when it fails (a full disk) or is killed, and
+        that must never be inside the repository, where only a ``git prune`` would find it.
         """
-        env = git_env(self.path)
+        quarantine = Path(tempfile.mkdtemp(prefix="objects-", dir=scratch or self.path))
+        try:
+            blob = self._hash_object(path, quarantine)
+            written = quarantine / blob[:2] / blob[2:]
+            if written.is_file():  # else the repository had it already
+                dest = self.path / "objects" / blob[:2] / blob[2:]
+                makedirs_durable(dest.parent)
+                os.replace(written, dest)
+                fsync_dir(dest.parent)
+        except OSError as exc:
+            raise StorageError(f"cannot store a blob: {exc}") from exc
+        finally:
+            shutil.rmtree(quarantine, ignore_errors=True)
+        return blob
+
+    def _hash_object(self, path: Path, objects: Path) -> str:
+        env = {
+            **git_env(self.path),
+            "GIT_OBJECT_DIRECTORY": str(objects),
+            "GIT_ALTERNATE_OBJECT_DIRECTORIES": str(self.path / "objects"),
+        }
         try:
             done = subprocess.run(  # noqa: S603 - fixed argv, no shell
                 [
@@ -265,7 +291,7 @@ class VaultRepo:
             raise StorageError(f"cannot run git to store a blob: {exc}") from exc
         if done.returncode != 0:
             raise StorageError(f"git hash-object failed: {done.stderr.strip()}")
-        return done.stdout.strip()
+        return _check_commit_id("blob id", done.stdout.strip())
 
     def commit_change(
         self,
@@ -343,8 +369,9 @@ class VaultRepo:
             commit_id = self._repo.create_commit(
                 None, signature, signature, full_message, tree_id, parents
             )
-        except pygit2.GitError as exc:
+        except (pygit2.GitError, OSError) as exc:  # libgit2's I/O failures are OSErrors
             raise StorageError(f"cannot write the commit for {filename}: {exc}") from exc
+        checkpoint(f"{action}.commit_written")
         self._move_main(commit_id, expected_head)
         return str(commit_id)
 
@@ -383,7 +410,7 @@ class VaultRepo:
                 builder.insert(filename, entry, FileMode.BLOB)
             self._sync_gitattributes(builder)
             return builder.write()
-        except pygit2.GitError as exc:
+        except (pygit2.GitError, OSError) as exc:
             raise StorageError(f"cannot build the tree for {filename}: {exc}") from exc
 
     def _sync_gitattributes(self, builder: pygit2.TreeBuilder) -> None:
@@ -438,6 +465,21 @@ class VaultRepo:
         except (pygit2.GitError, OSError) as exc:
             raise StorageError(f"{lost}: {exc}") from exc
 
+    def reset_main(self, commit: str, previous: str | None) -> None:
+        """Take back ``commit``: move main from it to ``previous`` (delete it if None), for a
+        change whose database transaction failed. StorageError if main is elsewhere."""
+        try:
+            ref = self._repo.lookup_reference(MAIN_REF)
+            if ref.target != pygit2.Oid(hex=_check_commit_id("commit", commit)):
+                raise StorageError(f"{MAIN_REF} is at {ref.target}, not at {commit}")
+            if previous is None:
+                ref.delete()
+            else:
+                # Compare-and-swap against the value just read, as in _move_main.
+                ref.set_target(pygit2.Oid(hex=_check_commit_id("previous", previous)))
+        except (KeyError, pygit2.GitError, OSError) as exc:
+            raise StorageError(f"cannot move {MAIN_REF} back from {commit}: {exc}") from exc
+
     def clear_stale_ref_lock(self) -> bool:
         """Remove ``refs/heads/main.lock`` left by a process killed while moving main.
 
@@ -449,6 +491,8 @@ class VaultRepo:
             lock.unlink()
         except FileNotFoundError:
             return False
+        except OSError as exc:
+            raise StorageError(f"cannot clear a stale lock on {MAIN_REF}: {exc}") from exc
         return True
 
     def commits_since(self, base: str | None, *, head: str | None = None) -> list[CommitInfo]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from camvault.errors import (
     TooLarge,
 )
 from camvault.events.log import EventType, append, get_meta, set_meta
+from camvault.faults import checkpoint
 from camvault.history.lfs import ContentStore
 from camvault.history.repo import CommitInfo, VaultRepo
 from camvault.names import (
@@ -260,7 +262,9 @@ class VaultService:
         commit then fails: an unreferenced object, never a partial version.
         """
         blob_id = (
-            None if self.is_lfs(filename) else self.repo.create_blob_from_file(upload.tmp_path)
+            None
+            if self.is_lfs(filename)
+            else self.repo.create_blob_from_file(upload.tmp_path, self.tmp_dir)
         )
         self.store.adopt(upload.tmp_path, upload.sha256)
         return blob_id
@@ -375,6 +379,7 @@ class VaultService:
 
         upload = await self._receive(chunks, content_type, precheck)
         try:
+            checkpoint("checkin.spooled")
             row = await self.get_file(name)
             filename = row["filename"]
             check_signature(filename, upload.head, self.shop.current.signatures)
@@ -389,7 +394,8 @@ class VaultService:
                 else None
             )
             blob_id = await to_thread.run_sync(self.stage_content, filename, upload)
-            return await self.writer.run(
+            checkpoint("checkin.staged")
+            record = await self.writer.run(
                 self._commit_checkin,
                 user,
                 filename,
@@ -400,6 +406,8 @@ class VaultService:
                 major,
                 description,
             )
+            checkpoint("checkin.responding")
+            return record
         finally:
             upload.discard()
 
@@ -456,7 +464,9 @@ class VaultService:
                 version=version,
                 data={"file": record, "message": message, "kept_lock": keep},
             )
-            return record
+            checkpoint("checkin.db_written")
+        checkpoint("checkin.db_committed")
+        return record
 
     def commit_version(
         self,
@@ -484,6 +494,7 @@ class VaultService:
         ``when``, ``email`` and ``source`` are for imported history (see history/repo.py)."""
         # Whole seconds, as git records them: the index rebuilt from git is then identical.
         now = datetime.now(UTC).replace(microsecond=0) if when is None else when
+        head = get_meta(conn, "git_head")
         commit = self.repo.commit_change(
             filename=name,
             action=action,
@@ -496,12 +507,16 @@ class VaultService:
             author=author,
             message=message,
             when=now,
-            expected_head=get_meta(conn, "git_head"),
+            expected_head=head,
             keep_lock=action == "checkin" and not release_lock,
             email=email,
             source=source,
             link_target=link_target,
         )
+        # If this transaction fails, main goes back too: a failure answered as "nothing was
+        # saved" must not turn into a version at the next write's catch_up.
+        self.db.on_rollback(conn, partial(self.repo.reset_main, commit, head))
+        checkpoint(f"{action}.main_moved")
         info = CommitInfo(
             commit=commit, parent=None, filename=name, action=action, version=version,
             revision=revision, sha256=sha256, size=size, author=author,
@@ -721,7 +736,9 @@ class VaultService:
                 raise NotFound(f"{row.filename} has no version {target}")
             blob_id = None
             if not self.is_lfs(row.filename):
-                blob_id = self.repo.create_blob_from_file(self.store.path_for(old.sha256))
+                blob_id = self.repo.create_blob_from_file(
+                    self.store.path_for(old.sha256), self.tmp_dir
+                )
             version = row.version + 1
             message = message or f"Revert {row.filename} to version {target}"
             record = self.commit_version(
@@ -794,6 +811,7 @@ class VaultService:
             )
         version = row.version + 1
         message = message or f"Delete {row.filename}"
+        head = get_meta(conn, "git_head")
         commit = self.repo.commit_change(
             filename=row.filename,
             action="delete",
@@ -806,10 +824,11 @@ class VaultService:
             author=author,
             message=message,
             when=datetime.now(UTC) if when is None else when,
-            expected_head=get_meta(conn, "git_head"),
+            expected_head=head,
             email=email,
             source=source,
         )
+        self.db.on_rollback(conn, partial(self.repo.reset_main, commit, head))
         conn.execute(update(files).where(files.c.id == row.id).values(deleted=True))
         set_meta(conn, "git_head", commit)
         append(

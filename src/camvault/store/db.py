@@ -9,6 +9,7 @@ one database never interleave a change.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,10 +21,14 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from camvault.errors import SchemaTooNew
+from camvault.store.failures import Failure, database_failure
 
+log = logging.getLogger("camvault.db")
+_UNDO = "camvault_undo"
 # Arbitrary constant naming camvault's writer lock among PostgreSQL advisory locks.
 WRITER_LOCK_KEY = 0x63616D76  # "camv"
 MIGRATION_LOCK_KEY = WRITER_LOCK_KEY + 1
@@ -33,19 +38,21 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 class Database:
     """A SQLAlchemy engine plus camvault's transaction discipline."""
 
-    def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
+    def __init__(
+        self, url: str, *, sqlite_synchronous: str = "FULL", sqlite_busy_timeout: float = 60.0
+    ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
             self.engine = create_engine(
                 url,
-                connect_args={"check_same_thread": False, "timeout": 60},
+                connect_args={"check_same_thread": False, "timeout": sqlite_busy_timeout},
                 # As many as the worker threads (40): an overflow connection would be opened
                 # (with its PRAGMAs) and closed again for every request under load.
                 pool_size=40,
                 max_overflow=10,
             )
-            _configure_sqlite(self.engine, sqlite_synchronous)
+            _configure_sqlite(self.engine, sqlite_synchronous, sqlite_busy_timeout)
         else:
             self.engine = create_engine(
                 url,
@@ -72,12 +79,49 @@ class Database:
         """An exclusive write transaction, serialized across threads and processes."""
         options: dict[str, Any] = {"camvault_write": True}
         with self.engine.connect().execution_options(**options) as conn:
-            with conn.begin():
-                if not self.is_sqlite:
-                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITER_LOCK_KEY})
-                yield conn
+            undo: list[Callable[[], None]] = []
+            conn.info[_UNDO] = undo
+            try:
+                with conn.begin():
+                    if not self.is_sqlite:
+                        conn.execute(
+                            text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITER_LOCK_KEY}
+                        )
+                    try:
+                        yield conn
+                    except BaseException as exc:
+                        # Before the rollback, so still under the write lock: nobody else
+                        # can have built on what is undone.
+                        self._undo(undo, exc)
+                        raise
+            finally:
+                conn.info.pop(_UNDO, None)
             for hook in self.on_commit:
                 hook()
+
+    @staticmethod
+    def on_rollback(conn: Connection, undo: Callable[[], None]) -> None:
+        """Call ``undo`` if the write transaction of ``conn`` fails before its commit: it
+        takes back a change made outside the database (git's main moved) in step with it."""
+        conn.info[_UNDO].append(undo)
+
+    def _undo(self, undo: list[Callable[[], None]], exc: BaseException) -> None:
+        if not undo:
+            return
+        lost = isinstance(exc, DBAPIError) and database_failure(exc) is Failure.UNAVAILABLE
+        if lost and not self.is_sqlite:
+            # The connection is gone, and with it maybe the advisory lock: another instance
+            # may already have recorded our commit. Leave it; catch_up keeps them in step.
+            log.warning("write failed with the database away; its git commit stays in git")
+            return
+        for step in reversed(undo):
+            try:
+                step()
+            except Exception:
+                # The original failure still propagates; this one is the operator's to see.
+                # What stays in git is recorded by the next write's catch_up.
+                log.exception("could not take back a failed write's change to git")
+                return
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision (idempotent; safe with many instances)."""
@@ -135,7 +179,7 @@ def alembic_config() -> Config:
     return config
 
 
-def _configure_sqlite(engine: Engine, synchronous: str) -> None:
+def _configure_sqlite(engine: Engine, synchronous: str, busy_timeout: float) -> None:
     if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
         raise ValueError(f"invalid sqlite synchronous mode: {synchronous}")
 
@@ -147,7 +191,8 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=60000")
+        # Past this wait for another writer, "database is locked": a 503 the client retries.
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

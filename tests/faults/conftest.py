@@ -1,0 +1,7 @@
+"""The fault tests start real servers with the end-to-end tests' launcher."""
+
+from __future__ import annotations
+
+from e2e.conftest import launch
+
+__all__ = ["launch"]

@@ -1,0 +1,75 @@
+"""Only real outages map to 503/507: a SQL mistake or a constraint stays a 500 bug. Checked
+on errors raised by the real databases, not constructed by hand."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import fresh_postgres_database
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from camvault.store.failures import Failure, database_failure, describe
+
+PG_URL = os.environ.get("CAMVAULT_TEST_DATABASE_URL")
+
+
+def error_of(url: str, *statements: str) -> SQLAlchemyError:
+    engine = create_engine(url, connect_args={"timeout": 0.1} if url.startswith("sqlite") else {})
+    try:
+        with engine.connect() as conn:
+            for statement in statements:
+                conn.execute(text(statement))
+    except SQLAlchemyError as exc:
+        return exc
+    finally:
+        engine.dispose()
+    raise AssertionError(f"{statements} did not fail")
+
+
+def test_sqlite_mistakes_stay_bugs_and_a_held_lock_is_unavailable(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    assert database_failure(error_of(url, "SELECT * FROM missing")) is None
+    assert database_failure(error_of(url, "SELEKT 1")) is None
+    constraint = error_of(
+        url,
+        "CREATE TABLE t (x INTEGER UNIQUE)",
+        "INSERT INTO t VALUES (1)",
+        "INSERT INTO t VALUES (1)",
+    )
+    assert database_failure(constraint) is None
+
+    holder = sqlite3.connect(tmp_path / "db.sqlite", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        locked = error_of(url, "INSERT INTO t VALUES (2)")
+    finally:
+        holder.rollback()
+        holder.close()
+    assert database_failure(locked) is Failure.UNAVAILABLE
+    assert describe(locked, url) == "OperationalError: database is locked"
+
+
+@pytest.fixture(params=["postgresql"] if PG_URL else [])
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database (only where one is configured, as in CI)."""
+    assert PG_URL is not None
+    with fresh_postgres_database(PG_URL) as url:
+        yield url
+
+
+def test_postgresql_mistakes_stay_bugs_and_a_refused_connection_is_unavailable(
+    pg_url: str,
+) -> None:
+    assert database_failure(error_of(pg_url, "SELECT * FROM missing")) is None
+    assert database_failure(error_of(pg_url, "SELECT 1/0")) is None
+    # Port 1 on localhost: nothing listens there, the connection is refused at once.
+    url = make_url(pg_url).set(port=1, password="s3cret-pw").render_as_string(False)
+    gone = error_of(url, "SELECT 1")
+    assert database_failure(gone) is Failure.UNAVAILABLE
+    assert "s3cret-pw" not in describe(gone, url)
