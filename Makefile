@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Two test processes: most tests wait on real servers, browsers and git, so two overlap well
+# even on two cores. PYTEST_WORKERS= runs the suite in one process.
+PYTEST_WORKERS ?= -n 2 --dist worksteal
 
 .PHONY: run test check bench clean
 
@@ -20,7 +23,7 @@ run: $(STAMP)
 test: $(STAMP)
 	scripts/test-deps
 	$(MAKE) check
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 ## make check: lint, format check and strict typing
 check: $(STAMP)
