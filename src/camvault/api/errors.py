@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import compile_path
 
 from camvault.errors import CamvaultError, StorageError
 
@@ -56,6 +57,21 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def _allowed_methods(request: Request, allow: str) -> str:
+    """Every method the requested path answers. Starlette's 405 names only the methods of
+    the first route that matched the path, but one path often has several routes (GET and
+    DELETE of a file), and RFC 9110 wants them all in ``Allow``: add the methods the API
+    document lists for the path."""
+    methods = {m.strip().upper() for m in allow.split(",") if m.strip()}
+    paths: dict[str, dict[str, Any]] = request.app.openapi().get("paths", {})
+    for template, operations in paths.items():
+        if compile_path(template)[0].match(request.scope["path"]):
+            methods |= {method.upper() for method in operations}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
 def _expect(exc: Exception, kind: type[E]) -> E:
     # Starlette types handlers as taking any Exception; each is registered for one kind.
     if not isinstance(exc, kind):
@@ -85,11 +101,14 @@ def install_error_handlers(app: FastAPI) -> None:
         exc = _expect(exc, RequestValidationError)
         return error_response(400, "bad_request", _describe_validation(exc))
 
-    async def on_http(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
         exc = _expect(exc, StarletteHTTPException)
         code = _HTTP_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        return error_response(exc.status_code, code, message, dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request, headers.get("Allow", ""))
+        return error_response(exc.status_code, code, message, headers)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Logged with the traceback for the operator; the client gets no internals.
