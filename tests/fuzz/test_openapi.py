@@ -59,7 +59,7 @@ def test_the_fuzzed_document_is_the_one_served(seeded_app: RunningApp) -> None:
 
 @schema.parametrize()
 @pytest.mark.filterwarnings("ignore:Do not use the `random` module")
-@settings(DETERMINISTIC, max_examples=8)
+@settings(DETERMINISTIC, max_examples=6)
 def test_every_operation_answers_as_documented(
     case: Any, seeded_app: RunningApp, role: str
 ) -> None:
