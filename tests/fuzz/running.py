@@ -138,12 +138,16 @@ class RunningApp:
         return self.client.post("/api/files", files=files, headers=self.headers(username))
 
     def restore(self) -> None:
-        """Undo what earlier fuzzed requests did to the seed: shop settings changed, seeded
-        files deleted, seeded locks released. Each case then meets the seeded states."""
+        """Undo what earlier fuzzed requests did to the seed: shop settings changed, a mirror
+        set, seeded files deleted, seeded locks released, accounts changed. Each case then
+        meets the seeded states."""
         if not self.changed:
             return
         if self.camvault.shop.current.model_dump(mode="json") != self.shop:
             self.camvault.shop.update("fuzz-keeper", self.shop)
+        mirror = self.client.portal.call(self.camvault.mirror.status)
+        if mirror["configured"]:  # an admin case set one: stop pushing to a made-up remote
+            self.client.portal.call(self.camvault.mirror.remove, "fuzz-keeper")
         live = self.files()
         for seeded in SEED_FILES:
             if seeded.name not in live:
