@@ -1,5 +1,6 @@
 """What the fuzzers found, pinned as plain tests (SQLite and PostgreSQL): each failed before
-its fix, and a change in what the fuzzer happens to generate must not let it come back."""
+its fix (the NUL ones on PostgreSQL), and a change in what the fuzzers happen to generate
+must not let one come back."""
 
 from __future__ import annotations
 
@@ -45,13 +46,13 @@ async def test_an_audit_cursor_beyond_64_bits_is_refused(vault: Vault) -> None:
         assert (await admin.get(f"/api/audit?before={2**63 - 1}")).status_code == 200
 
 
-@pytest.mark.parametrize("value", ["0.5", "1700000000", "now"])
-async def test_audit_times_must_be_iso_dates(vault: Vault, value: str) -> None:
+async def test_audit_times_must_be_iso_dates(vault: Vault) -> None:
     # "0.5" used to be read as a Unix time and filter from 1970 without a word.
     async with await vault.login("admin") as admin:
-        response = await admin.get("/api/audit", params={"since": value})
-        assert response.status_code == 400, response.text
-        assert "ISO 8601" in response.json()["error"]["message"]
+        for value in ["0.5", "1700000000", "now"]:
+            response = await admin.get("/api/audit", params={"since": value})
+            assert response.status_code == 400, response.text
+            assert "ISO 8601" in response.json()["error"]["message"]
         ok = await admin.get("/api/audit", params={"since": "2026-01-01T00:00:00Z"})
         assert ok.status_code == 200
 
@@ -80,17 +81,15 @@ async def test_a_bad_version_or_range_is_a_documented_400(vault: Vault) -> None:
         assert "400" in openapi["paths"]["/api/files/{name}/content"]["get"]["responses"]
 
 
-@pytest.mark.parametrize(
-    "key", ["allowed_extensions", "max_upload_mb", "group_rule", "ws_allowed_origins"]
-)
 async def test_settings_the_document_does_not_let_be_null_are_refused_as_null(
-    vault: Vault, key: str
+    vault: Vault,
 ) -> None:
     # The document offered null for every setting; most of them then failed with a 400.
     async with await vault.login("admin") as admin:
         openapi = (await admin.get("/api/openapi.json")).json()
-        schema = openapi["components"]["schemas"]["ShopSettingsPatch"]["properties"][key]
-        assert "anyOf" not in schema and schema.get("type") != "null"
-        response = await admin.patch("/api/admin/settings", json={key: None})
-        assert response.status_code == 400, response.text
+        properties = openapi["components"]["schemas"]["ShopSettingsPatch"]["properties"]
+        for key in ["allowed_extensions", "max_upload_mb", "group_rule", "ws_allowed_origins"]:
+            assert "anyOf" not in properties[key] and properties[key].get("type") != "null"
+            response = await admin.patch("/api/admin/settings", json={key: None})
+            assert response.status_code == 400, response.text
         assert (await admin.patch("/api/admin/settings", json={"name_pattern": None})).is_success
