@@ -8,11 +8,15 @@ so runs and tests never collide.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from helpers import PASSWORD, Vault, fresh_postgres_database
+from hypothesis import settings as hypothesis_settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 from camvault.api.app import create_app
 from camvault.core import Camvault
@@ -20,6 +24,23 @@ from camvault.settings import Settings
 
 PG_URL = os.environ.get("CAMVAULT_TEST_DATABASE_URL")
 BACKENDS = ["sqlite", "postgresql"] if PG_URL else ["sqlite"]
+_HYPOTHESIS_HOME = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Property tests must find the same examples on every run (CI is never flaky because of
+    # them) and must not write into the repo: no example database, and the caches
+    # Hypothesis keeps (module constants, Unicode tables) go to a temporary directory.
+    hypothesis_settings.register_profile("camvault", derandomize=True, database=None)
+    hypothesis_settings.load_profile("camvault")
+    config.stash[_HYPOTHESIS_HOME] = home = tempfile.mkdtemp(prefix="camvault-hypothesis-")
+    set_hypothesis_home_dir(home)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    home = config.stash.get(_HYPOTHESIS_HOME, None)
+    if home is not None:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture

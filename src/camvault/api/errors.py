@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import compile_path
 
 from camvault.errors import CamvaultError, InsufficientStorage, StorageError, Unavailable
 from camvault.store.failures import (
@@ -64,6 +65,21 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+def _allowed_methods(request: Request, allow: str) -> str:
+    """Every method the requested path answers. Starlette's 405 names only the methods of
+    the first route that matched the path, but one path often has several routes (GET and
+    DELETE of a file), and RFC 9110 wants them all in ``Allow``: add the methods the API
+    document lists for the path."""
+    methods = {m.strip().upper() for m in allow.split(",") if m.strip()}
+    paths: dict[str, dict[str, Any]] = request.app.openapi().get("paths", {})
+    for template, operations in paths.items():
+        if compile_path(template)[0].match(request.scope["path"]):
+            methods |= {method.upper() for method in operations}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
 def _expect(exc: Exception, kind: type[E]) -> E:
     # Starlette types handlers as taking any Exception; each is registered for one kind.
     if not isinstance(exc, kind):
@@ -95,11 +111,14 @@ def install_error_handlers(app: FastAPI) -> None:
         exc = _expect(exc, RequestValidationError)
         return error_response(400, "bad_request", _describe_validation(exc))
 
-    async def on_http(_request: Request, exc: Exception) -> JSONResponse:
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
         exc = _expect(exc, StarletteHTTPException)
         code = _HTTP_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        return error_response(exc.status_code, code, message, dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request, headers.get("Allow", ""))
+        return error_response(exc.status_code, code, message, headers)
 
     def disk_full(request: Request, detail: object) -> JSONResponse:
         # Whatever was written is content-addressed or rolled back: nothing half-saved.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from anyio import to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import BeforeValidator
 
 from camvault.api.errors import responses
 from camvault.api.schemas import AuditPage
@@ -17,6 +19,19 @@ from camvault.services import audit
 from camvault.store.queries import aware
 
 router = APIRouter(prefix="/api/audit", tags=["admin"])
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_time(value: object) -> object:
+    # Pydantic would also read "1700000000" or "0.5" as Unix times, and filter by 1970
+    # without a word; the document promises ISO 8601 date-times.
+    if isinstance(value, str) and not _ISO_DATE.match(value):
+        raise ValueError("expected an ISO 8601 date-time such as 2026-11-27T08:00:00Z")
+    return value
+
+
+IsoTime = Annotated[datetime | None, BeforeValidator(_iso_time)]
 
 
 @router.get(
@@ -44,10 +59,12 @@ async def audit_log(
             description="Event types, comma separated; 'file' means every file.* type",
         ),
     ] = None,
-    since: Annotated[datetime | None, Query(description="From this time (inclusive)")] = None,
-    until: Annotated[datetime | None, Query(description="Up to this time (exclusive)")] = None,
+    since: Annotated[IsoTime, Query(description="From this time (inclusive)")] = None,
+    until: Annotated[IsoTime, Query(description="Up to this time (exclusive)")] = None,
     limit: Annotated[int, Query(ge=1, le=audit.MAX_PAGE)] = 100,
-    before: Annotated[int | None, Query(ge=1, description="Paging: next_before")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="Paging: next_before")
+    ] = None,
     as_format: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
 ) -> Any:
     where = audit.AuditFilter(

@@ -105,7 +105,13 @@ async def get_file(request: Request, name: str, _user: CurrentUser) -> dict[str,
     responses={
         200: {"content": {"application/octet-stream": {}}, "description": "The bytes"},
         206: {"content": {"application/octet-stream": {}}, "description": "A byte range"},
-        **responses(401, 404, 416),
+        **responses(
+            400,
+            401,
+            404,
+            416,
+            descriptions={400: "A version out of range, or a malformed Range header"},
+        ),
     },
     summary="Download the newest or a given version (streamed; Range supported)",
 )

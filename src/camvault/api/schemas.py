@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 
 class Credentials(BaseModel):
@@ -191,18 +192,25 @@ class ShopSettingsPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    allowed_extensions: list[str] | None = Field(default=None, max_length=50)
-    content_signatures: dict[str, str | None] | None = Field(
+    # Left out means "keep"; null is no value for these (the document must not offer it,
+    # the server refuses it), except for name_pattern, where null means no pattern. The
+    # bounds sit inside the type so the document shows them on the value, not the union.
+    allowed_extensions: (
+        Annotated[list[str], Field(min_length=1, max_length=50)] | SkipJsonSchema[None]
+    ) = None
+    content_signatures: dict[str, str | None] | SkipJsonSchema[None] = Field(
         default=None, description="Extension -> hex bytes files must start with; null = off"
     )
     name_pattern: str | None = Field(
-        default=None, max_length=500, description="Regex every new name must match; '' = none"
+        default=None,
+        max_length=500,
+        description="Regex every new name must match; '' or null = none",
     )
-    max_upload_mb: float | None = None
-    stale_lock_hours: float | None = None
-    group_rule: GroupRuleIn | None = None
-    session_hours: float | None = None
-    ws_allowed_origins: list[str] | None = Field(default=None, max_length=50)
+    max_upload_mb: Annotated[float, Field(gt=0, le=1024 * 1024)] | SkipJsonSchema[None] = None
+    stale_lock_hours: Annotated[float, Field(gt=0, le=24 * 365)] | SkipJsonSchema[None] = None
+    group_rule: GroupRuleIn | SkipJsonSchema[None] = None
+    session_hours: Annotated[float, Field(gt=0, le=24 * 365)] | SkipJsonSchema[None] = None
+    ws_allowed_origins: Annotated[list[str], Field(max_length=50)] | SkipJsonSchema[None] = None
 
 
 class FailingName(BaseModel):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, false, func, or_, select
 
 from camvault.store.db import Database
 from camvault.store.models import events
@@ -35,6 +35,9 @@ class AuditFilter:
     until: datetime | None = None
 
     def apply(self, query: Select[Any]) -> Select[Any]:
+        if any("\x00" in text for text in (self.user or "", self.file or "", *self.types)):
+            # Nothing logged holds a NUL, and PostgreSQL refuses one in a query parameter.
+            return query.where(false())
         if self.user:
             query = query.where(events.c.actor == self.user)
         if self.file:

@@ -17,7 +17,7 @@ import anyio
 from anyio import to_thread
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from camvault.errors import (
     BadRequest,
@@ -65,6 +65,14 @@ class User:
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _find_user(conn: Connection, username: str) -> Any:
+    """The user's row, or None. A name no account can have (NUL, 1 MB...) is not looked
+    up: PostgreSQL refuses a NUL in a query parameter outright."""
+    if not USERNAME_RE.fullmatch(username):
+        return None
+    return conn.execute(select(users).where(users.c.username == username)).first()
 
 
 def validate_username(username: str) -> str:
@@ -258,7 +266,7 @@ class AuthService:
         validate_password(password, username)
         password_hash = self.hasher.hash(password)
         with self.db.write() as conn:
-            row = conn.execute(select(users.c.id).where(users.c.username == username)).first()
+            row = _find_user(conn, username)
             if row is None:
                 raise NotFound(f"no user {username!r}")
             conn.execute(
@@ -275,7 +283,7 @@ class AuthService:
 
     def get_user(self, username: str) -> dict[str, Any]:
         with self.db.read() as conn:
-            row = conn.execute(select(users).where(users.c.username == username)).first()
+            row = _find_user(conn, username)
         if row is None:
             raise NotFound(f"no user {username!r}")
         return _account(row)
@@ -296,7 +304,7 @@ class AuthService:
             validate_password(password, username)
             password_hash = self.hasher.hash(password)
         with self.db.write() as conn:
-            row = conn.execute(select(users).where(users.c.username == username)).first()
+            row = _find_user(conn, username)
             if row is None:
                 raise NotFound(f"no user {username!r}")
             changes: dict[str, Any] = {}
@@ -393,9 +401,8 @@ class AuthService:
 
     def _verify(self, username: str, password: str) -> User | None:
         row = None
-        if USERNAME_RE.fullmatch(username):  # anything else cannot exist (NUL, 1 MB, ...)
-            with self.db.read() as conn:
-                row = conn.execute(select(users).where(users.c.username == username)).first()
+        with self.db.read() as conn:
+            row = _find_user(conn, username)
         stored = row.password_hash if row is not None else self._dummy_hash
         try:
             self.hasher.verify(stored, password)

@@ -72,6 +72,10 @@ def record_from_row(row: Any) -> dict[str, Any]:
 
 def file_row(conn: Connection, name_key: str, *, include_deleted: bool = False) -> Any:
     """The file's row joined with its lock, by case-insensitive key."""
+    if "\x00" in name_key:
+        # No name holds a NUL (validate_name refuses control characters), and PostgreSQL
+        # refuses one in a query parameter outright: "not found", as on SQLite.
+        return None
     query = _FILE_SELECT.where(files.c.name_key == name_key)
     if not include_deleted:
         query = query.where(files.c.deleted.is_(False))

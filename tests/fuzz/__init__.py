@@ -1,0 +1,1 @@
+"""Fuzzing and property tests: schemathesis over the API, hypothesis over names and the log."""
