@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check bench clean
+.PHONY: run test check bench soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ check: $(STAMP)
 ## make bench: run every benchmark in bench/ and print the numbers
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
+
+## make soak: SOAK_USERS simulated users for SOAK_SECONDS against a real server, every
+## invariant checked as they go (e.g. make soak SOAK_SECONDS=3600 for an hour)
+SOAK_SECONDS ?= 60
+SOAK_USERS ?= 20
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py --seconds $(SOAK_SECONDS) --users $(SOAK_USERS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info src/*.egg-info
