@@ -27,6 +27,7 @@ SCRIPTS = (
     "mirror_push",
     "import_files",
     "scale_out",
+    "abuse",
 )
 
 
