@@ -111,5 +111,6 @@ async def test_a_trickle_under_the_minimum_rate_is_cut_even_though_it_never_stop
     app = BodyTimeout(reader, window=0.5, min_rate=1000)  # 500 bytes per 0.5 s; 20 B/s come
     scope: Scope = {"type": "http", "method": "POST", "path": "/", "headers": []}
     await app(scope, trickle, send)
+    # The trickle never pauses longer than 0.05 s, so only the rate rule can cut it.
     assert sent[0]["status"] == 408
-    assert chunks >= 1  # it was cut while bytes kept coming, not for going quiet
+    assert chunks > 1
