@@ -8,8 +8,9 @@ baseline), then while each kind of abuse runs in a separate process:
   trickle their body at 1 byte/s, each reopened as soon as the server cuts it
   (``header_timeout``, ``body_timeout`` / ``body_min_rate``);
 - WebSocket flood: one account opening sockets as fast as it can, 40 attempts in flight;
-  ``ws_max_per_user`` admits 20 and closes the rest with 4429;
-- login flood: wrong passwords for "admin", 8 in flight; the rate limit answers 429.
+  ``ws_max_per_user`` admits 20 and closes the rest with 4429 (after a 1 s pause);
+- login flood: wrong passwords for "admin", 8 in flight; the rate limit answers 429 (also
+  after a 1 s pause).
 
 The abuser shares this 2-core machine with the server and the probe, which a real attacker
 would not: its CPU is in the numbers (the CPU rows say how much).

@@ -22,6 +22,7 @@ from camvault.events.hub import CLOSE_POLICY, CLOSE_TOO_MANY, Connection, Hub
 
 router = APIRouter()
 log = logging.getLogger("camvault.ws")
+REFUSE_DELAY_S = 1.0
 
 
 def _int_param(websocket: WebSocket, name: str) -> int | None:
@@ -55,6 +56,9 @@ async def live(websocket: WebSocket) -> None:
             hub.max_per_user,
         )
         await websocket.accept()
+        # Said after a pause: a client retrying in a tight loop then makes one attempt a
+        # second per connection, not hundreds, each costing this event loop a handshake.
+        await asyncio.sleep(REFUSE_DELAY_S)
         await _close(websocket, CLOSE_TOO_MANY)
         return
     try:
