@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # even on two cores. PYTEST_WORKERS= runs the suite in one process.
 PYTEST_WORKERS ?= -n 2 --dist worksteal
 
-.PHONY: run test check bench clean
+.PHONY: run test check bench soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ check: $(STAMP)
 ## (BENCH_ARGS="--quick" for a short run, or names to run a subset, e.g. BENCH_ARGS="checkin")
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
+
+## make soak: SOAK_USERS simulated users for SOAK_SECONDS against a real server, every
+## invariant checked as they go (e.g. make soak SOAK_SECONDS=3600 for an hour)
+SOAK_SECONDS ?= 60
+SOAK_USERS ?= 20
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py --seconds $(SOAK_SECONDS) --users $(SOAK_USERS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info src/*.egg-info

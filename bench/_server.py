@@ -36,6 +36,9 @@ CAMVAULT = VENV_BIN / "camvault"
 HDF5 = b"\x89HDF\r\n\x1a\n"
 ADMIN = "admin"
 ADMIN_PASSWORD = "bench-admin-" + secrets.token_hex(8)
+# The WebSocket benchmarks play thousands of users with one account: lift the per-user
+# socket limit (a flood bound, see bench/abuse.py) for every benchmark server.
+SERVER_ENV = {"CAMVAULT_ADMIN_PASSWORD": ADMIN_PASSWORD, "CAMVAULT_WS_MAX_PER_USER": "1000000"}
 USER_PASSWORD = "bench-user-" + secrets.token_hex(8)
 MIB = 1024 * 1024
 MB = 1_000_000
@@ -104,7 +107,7 @@ def running_server(
     """Start ``camvault serve`` on ``data`` and stop it afterwards (SIGTERM, then SIGKILL)."""
     for _attempt in range(5):
         port = free_port()
-        child_env = dict(os.environ, **(env or {}), CAMVAULT_ADMIN_PASSWORD=ADMIN_PASSWORD)
+        child_env = {**os.environ, **SERVER_ENV, **(env or {})}
         argv = [str(CAMVAULT), "serve", "--data", str(data), "--host", "127.0.0.1"]
         argv += ["--port", str(port), "--log-level", "warning"]
         proc = subprocess.Popen(

@@ -90,7 +90,7 @@ def _pump(stream: Any, sink: list[str], ready: threading.Event) -> None:
 
 def start_server(data: Path, port: int, *, timeout: float = 60.0) -> b.Server:
     """``camvault serve`` on a given port (e.g. the port of the one just stopped)."""
-    env = dict(os.environ, CAMVAULT_ADMIN_PASSWORD=b.ADMIN_PASSWORD)
+    env = {**os.environ, **b.SERVER_ENV}
     argv = [str(b.CAMVAULT), "serve", "--data", str(data), "--host", "127.0.0.1"]
     argv += ["--port", str(port), "--log-level", "warning"]
     proc = subprocess.Popen(

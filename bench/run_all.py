@@ -40,6 +40,7 @@ SCRIPTS = (
     "mirror_push",
     "import_files",
     "scale_out",
+    "abuse",
 )
 
 

@@ -139,6 +139,7 @@ def serve(
     import uvicorn
 
     from camvault.api.app import create_app
+    from camvault.api.header_timeout import header_timeout_protocol
     from camvault.core import Camvault
     from camvault.errors import CamvaultError
 
@@ -179,6 +180,7 @@ def serve(
         _echo(f"metrics on http://{settings.metrics_host}:{settings.metrics_port}/metrics")
     config = uvicorn.Config(
         app,
+        http=header_timeout_protocol(settings.header_timeout),
         log_config=None,  # keep the handlers set up above (text or JSON)
         log_level=log_level.lower(),
         ssl_certfile=str(settings.tls_cert) if settings.tls_cert else None,

@@ -115,6 +115,7 @@ class Camvault:
             self.vault.snapshots,
             epoch=self.epoch,
             queue_size=self.settings.ws_queue_size,
+            max_per_user=self.settings.ws_max_per_user,
             replay_window=self.settings.replay_window,
             poll_interval=self.settings.ws_poll_interval,
             authenticate_many=self.auth.authenticate_many,

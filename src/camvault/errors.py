@@ -118,6 +118,13 @@ class TooLarge(CamvaultError):
     status = 413
 
 
+class RequestTimeout(CamvaultError):
+    """The client sent its request body too slowly (see ``body_timeout``)."""
+
+    code = "request_timeout"
+    status = 408
+
+
 class RangeNotSatisfiable(CamvaultError):
     code = "range_not_satisfiable"
     status = 416

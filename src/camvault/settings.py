@@ -96,6 +96,28 @@ class Settings(BaseSettings):
     ws_max_message: int = Field(
         default=64 * 1024, gt=0, description="Largest client frame; bigger ones close with 1009."
     )
+    ws_max_per_user: int = Field(
+        default=100,
+        gt=0,
+        description="Open WebSockets one user may hold on one instance; more close with 4429.",
+    )
+    header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a connection has to send a request's headers; slower ones are "
+        "closed (slowloris).",
+    )
+    body_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="A request body must bring body_min_rate bytes/s within every window of "
+        "this many seconds of waiting, else it is answered 408 and discarded.",
+    )
+    body_min_rate: int = Field(
+        default=1024,
+        ge=0,
+        description="Slowest accepted request body, in bytes per second (0: only idle counts).",
+    )
     ws_revalidate_seconds: float = Field(
         default=30.0, gt=0, description="How often open WebSockets' sessions are re-checked."
     )

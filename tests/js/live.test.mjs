@@ -4,6 +4,7 @@ import { test } from "node:test";
 
 import {
   BASE_DELAY_MS,
+  CLOSE_TOO_MANY,
   MAX_DELAY_MS,
   STABLE_AFTER_MS,
   applyFrame,
@@ -234,4 +235,22 @@ test("a silent connection is closed after an unanswered PING and reconnects", ()
   w.advance(10_000);
   assert.equal(first.readyState, 3);
   assert.equal(w.store.getState().connection.status, "reconnecting");
+});
+
+test("a socket refused as one too many (4429) is not retried until the user asks", () => {
+  const w = world();
+  const client = createLiveClient(w.store, w.env);
+  w.socket.open();
+  w.socket.receive(snapshot(3, []));
+  const before = FakeSocket.all.length;
+  w.socket.readyState = 3;
+  w.socket.onclose({ code: CLOSE_TOO_MANY });
+  assert.equal(w.store.getState().connection.status, "limited");
+  w.advance(10 * 60_000);
+  assert.equal(FakeSocket.all.length, before); // no reconnect loop
+  client.retryNow();
+  assert.equal(FakeSocket.all.length, before + 1);
+  assert.equal(w.socket.url, "ws://shop:8000/ws?after=3&epoch=e1");
+  w.socket.open();
+  assert.equal(w.store.getState().connection.status, "live");
 });

@@ -25,7 +25,7 @@ from camvault.api import (
     ws,
 )
 from camvault.api.errors import install_error_handlers, responses
-from camvault.api.limits import BodyLimit
+from camvault.api.limits import BodyLimit, BodyTimeout
 from camvault.api.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from camvault.api.security import AdminUser, CurrentUser
 from camvault.core import Camvault
@@ -57,6 +57,7 @@ def create_app(settings: Settings, camvault: Camvault | None = None) -> FastAPI:
     app.state.camvault = camvault
     app.state.metrics = metrics = Metrics(camvault)
     app.add_middleware(BodyLimit)
+    app.add_middleware(BodyTimeout, window=settings.body_timeout, min_rate=settings.body_min_rate)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)

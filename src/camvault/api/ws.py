@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 import orjson
@@ -18,10 +19,18 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from camvault.api.security import Principal, authenticate, get_camvault, origin_allowed
 from camvault.events.frames import PONG, error_frame
-from camvault.events.hub import CLOSE_POLICY, CLOSE_SERVER_ERROR, Connection, Hub
+from camvault.events.hub import (
+    CLOSE_POLICY,
+    CLOSE_SERVER_ERROR,
+    CLOSE_TOO_MANY,
+    Connection,
+    Hub,
+)
 from camvault.store.failures import database_failure
 
 router = APIRouter()
+log = logging.getLogger("camvault.ws")
+REFUSE_DELAY_S = 1.0
 
 
 def _int_param(websocket: WebSocket, name: str) -> int | None:
@@ -55,10 +64,33 @@ async def live(websocket: WebSocket) -> None:
     ):
         await websocket.close(CLOSE_POLICY)  # before accept: the handshake gets HTTP 403
         return
-    await websocket.accept()
     hub = camvault.hub
     user = principal.user
-    conn = Connection(user.username, principal.token, hub.queue_size, is_admin=user.is_admin)
+    if not hub.admit(user.username):
+        # Accepted only to say why: a refused handshake reaches a browser as a bare 1006.
+        log.info(
+            "user %r already holds %d live sockets; refused one more",
+            user.username,
+            hub.max_per_user,
+        )
+        await websocket.accept()
+        # Said after a pause: a client retrying in a tight loop then makes one attempt a
+        # second per connection, not hundreds, each costing this event loop a handshake.
+        await asyncio.sleep(REFUSE_DELAY_S)
+        await _close(websocket, CLOSE_TOO_MANY)
+        return
+    try:
+        await websocket.accept()
+        await _serve(
+            websocket,
+            hub,
+            Connection(user.username, principal.token, hub.queue_size, is_admin=user.is_admin),
+        )
+    finally:
+        hub.release(user.username)
+
+
+async def _serve(websocket: WebSocket, hub: Hub, conn: Connection) -> None:
     writer = asyncio.create_task(_write(websocket, conn))
     reader = asyncio.create_task(_read(websocket, conn, hub))
     closed = asyncio.create_task(conn.closed.wait())

@@ -39,6 +39,9 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_SERVER_ERROR = 1011
 CLOSE_TRY_AGAIN = 1013
+# Application range (4000-4999): "too many", as HTTP 429. Not 1008 (the session is fine)
+# nor 1013 (clients reconnect at once on that, which here would just be refused again).
+CLOSE_TOO_MANY = 4429
 PAGE = 1000
 # The longest pause between two attempts to read the log while the database is away.
 MAX_BACKOFF = 5.0
@@ -91,6 +94,7 @@ class Hub:
         revalidate_interval: float = 30.0,
         on_sessions_changed: Callable[[], None] | None = None,
         on_config_changed: Callable[[], object] | None = None,
+        max_per_user: int | None = None,
     ) -> None:
         self.db = db
         self.snapshots = snapshots
@@ -105,6 +109,8 @@ class Hub:
         self._rechecks: set[asyncio.Task[None]] = set()
         self.connections: set[Connection] = set()
         self._tabs: Counter[str] = Counter()  # username -> open sockets (presence)
+        self.max_per_user = max_per_user
+        self._admitted: Counter[str] = Counter()  # username -> sockets admitted, not yet gone
         self.seq = 0
         self.last_broadcast = 0
         self._lock = asyncio.Lock()
@@ -168,6 +174,22 @@ class Hub:
         return seq, int(last or 0)
 
     # --- connections ----------------------------------------------------------------------
+
+    def admit(self, username: str) -> bool:
+        """Reserve one of ``username``'s sockets; False if they hold ``max_per_user`` already.
+
+        Synchronous, so two handshakes of one user cannot both take the last place.
+        """
+        if self.max_per_user is not None and self._admitted[username] >= self.max_per_user:
+            return False
+        self._admitted[username] += 1
+        return True
+
+    def release(self, username: str) -> None:
+        """Give back a place taken by ``admit`` (the socket is gone)."""
+        self._admitted[username] -= 1
+        if self._admitted[username] <= 0:
+            del self._admitted[username]
 
     async def attach(self, conn: Connection, after: int | None, epoch: str | None) -> None:
         """Start a connection: replay after ``after`` if we can, else a fresh snapshot."""

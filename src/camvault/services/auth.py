@@ -34,6 +34,7 @@ from camvault.store.models import sessions, users
 from camvault.store.queries import aware
 
 log = logging.getLogger("camvault.auth")
+REFUSED_LOGIN_DELAY_S = 1.0
 USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MIN_PASSWORD_LENGTH = 8
 MAX_PARALLEL_VERIFIES = 4
@@ -385,7 +386,13 @@ class AuthService:
 
     async def login(self, username: str, password: str, client: str) -> tuple[User, str]:
         """Check the password and open a session; returns the user and the secret token."""
-        self.limiter.attempt(username, client)
+        try:
+            self.limiter.attempt(username, client)
+        except RateLimited:
+            # Answered after a pause: a guesser looping on one connection then costs one
+            # request a second, not hundreds that each take the event loop from others.
+            await anyio.sleep(REFUSED_LOGIN_DELAY_S)
+            raise
         # argon2 takes ~50 ms and 64 MiB per check: a flood of logins must not take every
         # worker thread (or all the memory) from the rest of the server.
         async with self._verifying:

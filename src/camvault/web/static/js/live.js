@@ -9,6 +9,10 @@ export const STABLE_AFTER_MS = 10000;
 export const PING_EVERY_MS = 25000;
 export const PONG_TIMEOUT_MS = 10000;
 export const RESYNC_TIMEOUT_MS = 5000;
+// The server refuses a socket beyond ws_max_per_user with this code. Retrying on our own
+// would only be refused again (for ever, every 30 s, from every extra tab): the banner
+// asks the user to close a tab and retry instead.
+export const CLOSE_TOO_MANY = 4429;
 
 /** Full jitter: a uniform delay in [0, min(30 s, 1 s * 2^attempt)). */
 export function backoffDelay(attempt, random = Math.random) {
@@ -169,9 +173,14 @@ export function createLiveClient(store, env = {}) {
       if (socket !== ws) return;
       onFrame(event.data);
     };
-    ws.onclose = () => {
+    ws.onclose = (event) => {
       if (socket !== ws) return;
       socket = null;
+      if (event?.code === CLOSE_TOO_MANY) {
+        clearTimers();
+        setConnection({ status: "limited", nextAttemptAt: null });
+        return;
+      }
       scheduleReconnect();
     };
     ws.onerror = () => {}; // onclose follows and decides

@@ -4,7 +4,9 @@ import { pagesFor } from "../routes.js";
 import { h } from "./dom.js";
 
 const THEME_LABELS = { auto: "Theme: system", dark: "Theme: dark", light: "Theme: light" };
-const STATUS_LABELS = { live: "Live", offline: "Offline", reconnecting: "Reconnecting" };
+const STATUS_LABELS = {
+  live: "Live", offline: "Offline", reconnecting: "Reconnecting", limited: "Not live",
+};
 let header = null; // the header's elements, built once per signed-in user
 
 function setText(el, text) {
@@ -66,6 +68,14 @@ export function renderBanner(root, state, actions) {
   if (c.status === "offline") {
     root.className = "banner offline";
     root.replaceChildren("Offline — changes can't be made until the network is back.");
+    return;
+  }
+  if (c.status === "limited") {
+    root.className = "banner offline";
+    root.replaceChildren(
+      "This page is not live: your account has too many pages open. Close one, then ",
+      h("button", { type: "button", class: "link", id: "retry-now", onclick: actions.retryNow }, "retry"),
+      ".");
     return;
   }
   if (c.status === "reconnecting" && c.nextAttemptAt) {
