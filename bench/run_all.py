@@ -186,7 +186,9 @@ def document(
         "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
         "flags": flags,
         "quick": "--quick" in flags,
-        "complete": {run["name"] for run in runs} == set(SCRIPTS),  # every script, or a subset
+        # every script ran to the end (not a subset, none crashed)
+        "complete": {run["name"] for run in runs} == set(SCRIPTS)
+        and all(run["exit"] == 0 for run in runs),
         "machine": {
             **m.machine(),
             "load_before": [round(x, 2) for x in load_before],

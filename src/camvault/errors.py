@@ -163,6 +163,10 @@ class StorageError(CamvaultError):
     status = 500
 
 
+class GitProgramFailed(StorageError):
+    """The git program failed; the message is its own output (no user-chosen names)."""
+
+
 class BackupError(CamvaultError):
     """A backup cannot be written or restored (damaged, incomplete, newer, target in use)."""
 

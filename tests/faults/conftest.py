@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from e2e.conftest import launch
+from e2e.conftest import launch, server_database_url
 
-__all__ = ["launch"]
+__all__ = ["launch", "server_database_url"]

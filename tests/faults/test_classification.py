@@ -8,12 +8,14 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from helpers import fresh_postgres_database
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from camvault.store.db import Database
 from camvault.store.failures import Failure, database_failure, describe
 
 PG_URL = os.environ.get("CAMVAULT_TEST_DATABASE_URL")
@@ -73,3 +75,24 @@ def test_postgresql_mistakes_stay_bugs_and_a_refused_connection_is_unavailable(
     gone = error_of(url, "SELECT 1")
     assert database_failure(gone) is Failure.UNAVAILABLE
     assert "s3cret-pw" not in describe(gone, url)
+
+
+def test_a_logged_database_failure_shows_neither_the_password_nor_the_sql() -> None:
+    url = "postgresql://camvault:s3cret-pw@db.example/camvault"
+    # A driver message may quote the connection string; the SQL and its parameters are on
+    # the SQLAlchemy error around it.
+    orig = psycopg.OperationalError("connection failed: password=s3cret-pw was refused")
+    text = describe(OperationalError("SELECT 1 WHERE :t", {"t": "t0ken"}, orig), url)
+    assert text == "OperationalError: connection failed: password=*** was refused"
+
+
+def test_an_unexpected_database_error_never_quotes_its_parameters(tmp_path: Path) -> None:
+    """Unclassified errors reach the log with their traceback: the engine hides parameters."""
+    db = Database(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    try:
+        with pytest.raises(SQLAlchemyError) as raised, db.engine.connect() as conn:
+            conn.execute(text("SELECT * FROM missing WHERE x = :p"), {"p": "token-hash-123"})
+    finally:
+        db.engine.dispose()
+    assert "missing" in str(raised.value)
+    assert "token-hash-123" not in str(raised.value)

@@ -116,9 +116,9 @@ def test_a_full_disk_refuses_check_ins_with_507_and_nothing_partial(
 def test_whichever_write_finds_the_disk_full_the_check_in_is_all_or_nothing(
     small_disk: Path, launch: Launcher, tmp_path: Path
 ) -> None:
-    """Leave room for the body plus 0, 1, 2... pages: the disk fills up at each later write
-    in turn (git's objects, the database's pages) until the check-in fits; every attempt
-    is all or nothing."""
+    """Leave room for the body plus 0, 1, 2... pages until the check-in fits: whichever
+    write finds the disk full (in practice libgit2 writing the tree), every attempt is all
+    or nothing."""
     data = small_disk / "data"
     server = launch.start(data, admin_password=PASSWORD)
     token = server.login("admin", PASSWORD)

@@ -72,7 +72,8 @@ def fails_then_recovers(
     [
         # libgit2 cannot write the pointer blob, tree and commit objects.
         ("objects", "cannot build the tree for 1234567_A1.mcam"),
-        # The stale-lock check before every commit cannot touch refs/heads.
+        # The stale-lock check before every commit cannot touch refs/heads (so this case
+        # fails before git writes anything; the git steps after it are the fail: faults).
         ("refs/heads", "cannot clear a stale lock on refs/heads/main"),
     ],
 )
@@ -89,10 +90,13 @@ def test_a_read_only_part_of_the_repository_fails_the_check_in_cleanly(
     "step", ["checkin.commit_written", "checkin.main_moved", "checkin.db_written"]
 )
 def test_a_check_in_failing_at_a_git_step_changes_nothing(
-    launch: Launcher, tmp_path: Path, step: str
+    launch: Launcher, tmp_path: Path, step: str, server_database_url: str | None
 ) -> None:
     server = launch.start(
-        tmp_path / "data", admin_password=PASSWORD, env={"CAMVAULT_FAULT": f"fail:{step}"}
+        tmp_path / "data",
+        admin_password=PASSWORD,
+        env={"CAMVAULT_FAULT": f"fail:{step}"},
+        database_url=server_database_url,
     )
     assert "FAULT INJECTION ENABLED: fail at " + step in server.stderr()
     fails_then_recovers(server, tmp_path, nullcontext(), f"fault injected at {step}")

@@ -13,6 +13,7 @@ from hypothesis import settings, stateful
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from camvault.events.frames import FILE_EVENTS as LOGGED_FILE_EVENTS
 from camvault.events.frames import frames_for
 from camvault.events.log import EventType
 from camvault.names import extension_of, name_key
@@ -27,18 +28,7 @@ HOLDER = "the holder"
 ADMIN_MOSTLY = ("admin", "admin", USER)
 # Two spellings of one name (names are unique ignoring case) and a type per storage kind.
 NAMES = ("1234567_A1.mcam", "1234567_a1.MCAM", "7654321.nc", "fixture.vnc")
-FILE_EVENTS = {
-    str(t)
-    for t in (
-        EventType.FILE_UPLOADED,
-        EventType.FILE_CHECKED_OUT,
-        EventType.FILE_CHECKED_IN,
-        EventType.FILE_CHECKOUT_CANCELLED,
-        EventType.FILE_REVERTED,
-        EventType.FILE_LOCK_BROKEN,
-        EventType.FILE_RECOVERED,
-    )
-}
+FILE_EVENTS = {str(t) for t in LOGGED_FILE_EVENTS}
 
 Files = dict[str, dict[str, Any]]
 

@@ -21,6 +21,7 @@ from camvault.store.failures import (
     database_failure,
     describe,
     is_disk_full,
+    outcome_unknown,
 )
 
 log = logging.getLogger("camvault.api")
@@ -136,7 +137,14 @@ def install_error_handlers(app: FastAPI) -> None:
         if failure is Failure.FULL:
             return disk_full(request, what)
         log.warning("database unavailable on %s %s: %s", request.method, request.url.path, what)
-        error = Unavailable("the database is busy or unreachable; nothing was changed, retry")
+        if outcome_unknown(exc):
+            # The connection was lost after git took the change: it may be saved.
+            error = Unavailable(
+                "the database connection was lost while saving: the change may have been "
+                "saved; reload and check before you retry"
+            )
+        else:
+            error = Unavailable("the database is busy or unreachable; nothing was changed, retry")
         headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
         return error_response(error.status, error.code, error.message, headers)
 

@@ -385,7 +385,7 @@ class Hub:
         try:
             alive = await to_thread.run_sync(self.authenticate_many, list(tokens))
         except (SQLAlchemyError, OSError) as exc:
-            # The query's parameters are session tokens: never the exception's text.
+            # The query's parameters are token hashes: never the exception's text.
             self.log_failure(exc, "could not re-check the sessions of open WebSockets")
             return
         for conn in list(self.connections):

@@ -25,7 +25,7 @@ from typing import Self
 import pygit2
 from pygit2.enums import FileMode, Option, RepositoryOpenFlag
 
-from camvault.errors import NotFound, StorageError
+from camvault.errors import GitProgramFailed, NotFound, StorageError
 from camvault.faults import checkpoint
 from camvault.history.lfs import check_sha256, fsync_dir, makedirs_durable, pointer_bytes
 
@@ -290,7 +290,7 @@ class VaultRepo:
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise StorageError(f"cannot run git to store a blob: {exc}") from exc
         if done.returncode != 0:
-            raise StorageError(f"git hash-object failed: {done.stderr.strip()}")
+            raise GitProgramFailed(f"git hash-object failed: {done.stderr.strip()}")
         return _check_commit_id("blob id", done.stdout.strip())
 
     def commit_change(

@@ -21,11 +21,12 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.engine import RootTransaction
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from camvault.errors import SchemaTooNew
-from camvault.store.failures import Failure, database_failure
+from camvault.store.failures import mark_outcome_unknown
 
 log = logging.getLogger("camvault.db")
 _UNDO = "camvault_undo"
@@ -51,6 +52,9 @@ class Database:
                 # (with its PRAGMAs) and closed again for every request under load.
                 pool_size=40,
                 max_overflow=10,
+                # Errors and their tracebacks never quote SQL parameters (password and
+                # token hashes, tokens' ciphertext) into a log.
+                hide_parameters=True,
             )
             _configure_sqlite(self.engine, sqlite_synchronous, sqlite_busy_timeout)
         else:
@@ -61,6 +65,7 @@ class Database:
                 pool_pre_ping=True,
                 # A database that went away fails a request in seconds, never hangs it.
                 connect_args={"connect_timeout": 5},
+                hide_parameters=True,
             )
         # Called (in the writing thread) after every committed write: the live hub's wake-up.
         self.on_commit: list[Callable[[], None]] = []
@@ -82,18 +87,22 @@ class Database:
             undo: list[Callable[[], None]] = []
             conn.info[_UNDO] = undo
             try:
-                with conn.begin():
+                transaction = conn.begin()
+                try:
                     if not self.is_sqlite:
                         conn.execute(
                             text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITER_LOCK_KEY}
                         )
-                    try:
-                        yield conn
-                    except BaseException as exc:
-                        # Before the rollback, so still under the write lock: nobody else
-                        # can have built on what is undone.
-                        self._undo(undo, exc)
-                        raise
+                    yield conn
+                    # Inside the try: a COMMIT that fails (on SQLite a full disk shows up
+                    # there first) takes back git's change like any other failure.
+                    transaction.commit()
+                except BaseException as exc:
+                    # Before the rollback, so (unless COMMIT itself failed) still under the
+                    # write lock: nobody else can have built on what is undone.
+                    self._undo(conn, undo, exc)
+                    _rollback_quietly(transaction)
+                    raise
             finally:
                 conn.info.pop(_UNDO, None)
             for hook in self.on_commit:
@@ -105,22 +114,26 @@ class Database:
         takes back a change made outside the database (git's main moved) in step with it."""
         conn.info[_UNDO].append(undo)
 
-    def _undo(self, undo: list[Callable[[], None]], exc: BaseException) -> None:
+    def _undo(self, conn: Connection, undo: list[Callable[[], None]], exc: BaseException) -> None:
         if not undo:
             return
-        lost = isinstance(exc, DBAPIError) and database_failure(exc) is Failure.UNAVAILABLE
+        lost = conn.invalidated or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
         if lost and not self.is_sqlite:
             # The connection is gone, and with it maybe the advisory lock: another instance
-            # may already have recorded our commit. Leave it; catch_up keeps them in step.
-            log.warning("write failed with the database away; its git commit stays in git")
+            # may already have recorded our commit, or COMMIT may have gone through. Leave
+            # it (catch_up keeps git and the database in step) and tell the client so.
+            log.warning("write failed with the database connection lost; its git commit stays")
+            mark_outcome_unknown(exc)
             return
         for step in reversed(undo):
             try:
                 step()
-            except Exception:
+            except Exception as failure:
                 # The original failure still propagates; this one is the operator's to see.
                 # What stays in git is recorded by the next write's catch_up.
                 log.exception("could not take back a failed write's change to git")
+                exc.add_note(f"and its git change could not be taken back: {failure}")
+                mark_outcome_unknown(exc)
                 return
 
     def migrate(self) -> None:
@@ -205,3 +218,14 @@ def _configure_sqlite(engine: Engine, synchronous: str, busy_timeout: float) -> 
 def null_pool_engine(url: str) -> Engine:
     """A throwaway engine for one-off admin work (creating or dropping a database)."""
     return create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+
+
+def _rollback_quietly(transaction: RootTransaction) -> None:
+    """Roll back after a failure without hiding it: on a lost connection the rollback
+    fails too, and the error worth reporting is the first one."""
+    try:
+        # Also after a failed COMMIT (no longer "active"): the driver may still be inside
+        # the transaction (SQLite after SQLITE_BUSY), and the pool must get it back clean.
+        transaction.rollback()
+    except SQLAlchemyError as exc:
+        log.warning("rollback after a failed write also failed: %s", type(exc).__name__)
