@@ -4,7 +4,8 @@ Goal (from the issue): p99 <= 20 ms with 50 concurrent users, read as 50 people 
 once: each thinks between operations. Variants:
   single user - one user alone, no think time: the denominator of the paced ratios
   paced      - own files, each user thinks ~1 s / ~0.5 s / ~0.25 s between operations
-               (~50 / ~100 / ~200 checkout+cancel cycles/s offered); the goal rows
+               (~50 / ~100 / ~200 checkout+cancel cycles/s offered); ~1 s is the goal
+               (50 people at work), the faster two show how it degrades under 2x and 4x
   own files  - each user loops checkout -> cancel on its own file with no think time
   contended  - the same on 5 files: a 409 (locked by someone else) is a normal answer
 Each user is one keep-alive connection driven by a minimal asyncio HTTP client (httpx costs
@@ -32,6 +33,8 @@ import _server as b
 USERS = 50
 HOT_FILES = 5
 SINGLE = "single user"
+# 50 people at work, each taking about a second between clicks: the issue's goal.
+GOAL_VARIANT = "paced (~1 s think)"
 
 
 def file_of(i: int) -> str:
@@ -98,9 +101,10 @@ def variant_rows(
             continue
         d = m.dist_ms(values)
         note = f"n={d['n']}, p50 {d['p50']:.1f}, p95 {d['p95']:.1f}, max {d['max']:.1f}"
-        if op == "checkout 409" or not label.startswith("paced"):
+        if op == "checkout 409" or label != GOAL_VARIANT:
             # Closed loops measure capacity: with no think time every user always has a
             # request queued, so latency is users / throughput (Little's law), not a goal.
+            # The faster-paced runs offer 2x and 4x the goal's load: how it degrades.
             rows.append(m.info(f"{label}: {op} p99", d["p99"], "ms", note))
         else:
             rows.append(m.goal_le(f"{label}: {op} p99", d["p99"], 20, "ms", note))
@@ -157,7 +161,7 @@ def main() -> None:
                 # 50 people at work: each thinks between operations. ~1 s is already far
                 # busier than a shop (a programmer checks out a few files an hour); the
                 # shorter think times show where the latency knee is.
-                ("paced (~1 s think)", files, lambda: rng.uniform(0.5, 1.5)),
+                (GOAL_VARIANT, files, lambda: rng.uniform(0.5, 1.5)),
                 ("paced (~0.5 s think)", files, lambda: rng.uniform(0.25, 0.75)),
                 ("paced (~0.25 s think)", files, lambda: rng.uniform(0.125, 0.375)),
             ]
