@@ -15,7 +15,7 @@ import pytest
 
 from camvault.errors import NotFound, StorageError
 from camvault.history.lfs import ContentStore, parse_pointer
-from camvault.history.repo import VaultRepo
+from camvault.history.repo import GIT_OBJECT_CACHE_BYTES, VaultRepo
 
 LFS_EXTENSIONS = (".mcam", ".emcam", ".vnc")
 GITATTRIBUTES = (
@@ -149,6 +149,16 @@ def test_open_or_init_creates_a_bare_repo_with_head_on_an_unborn_main(vault: Vau
     # No identity, credentials or remotes are written into the vault's own config.
     config = (path / "config").read_text()
     assert "[user" not in config and "credential" not in config and "[remote" not in config
+
+
+def test_opening_the_vault_caps_libgit2s_object_cache(vault: Vault) -> None:
+    """libgit2 caches every commit and tree up to 256 MiB by default: one check-in per
+    commit made the server grow with every write (make soak found it)."""
+    for i in range(300):
+        vault.put("1234567_A1.mcam", mcam(i))
+    used, limit = pygit2.settings.cached_memory
+    assert limit == GIT_OBJECT_CACHE_BYTES
+    assert 0 < used <= limit
 
 
 def test_reopening_keeps_the_history(vault: Vault, tmp_path: Path) -> None:

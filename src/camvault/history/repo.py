@@ -177,6 +177,9 @@ def git_env(git_dir: Path) -> dict[str, str]:
     }
 
 
+GIT_OBJECT_CACHE_BYTES = 4 * 1024 * 1024
+
+
 class VaultRepo:
     """The bare ``vault.git`` repository and its ``main`` branch."""
 
@@ -191,6 +194,11 @@ class VaultRepo:
         # must be set before opening: without it an acknowledged commit may not survive a
         # power loss.
         pygit2.option(Option.ENABLE_FSYNC_GITDIR, 1)
+        # libgit2 keeps every commit and tree it reads or writes in a per-process cache of
+        # up to 256 MiB: a server writing a commit per check-in grew ~1 KiB per write until
+        # then (measured with make soak). A few MiB hold the recent commits and trees that
+        # the next write reads.
+        pygit2.settings.cache_max_size(GIT_OBJECT_CACHE_BYTES)
         path = Path(path)
         try:
             if (path / "HEAD").exists() or (path / ".git").exists():
