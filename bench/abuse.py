@@ -47,12 +47,10 @@ FILES = 100
 async def _slow_head(base: str, stop: Event, counts: Counter[str]) -> None:
     host, port = base.split("://", 1)[1].rsplit(":", 1)
     while not stop.is_set():
-        try:
-            reader, writer = await asyncio.open_connection(host, int(port))
-        except OSError:
-            counts["connect failed"] += 1
-            await asyncio.sleep(0.5)
+        opened = await _open(host, port, counts)
+        if opened is None:
             continue
+        reader, writer = opened
         counts["slow heads opened"] += 1
         writer.write(b"GET /api/files HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         try:
@@ -66,6 +64,18 @@ async def _slow_head(base: str, stop: Event, counts: Counter[str]) -> None:
         except OSError:
             counts["slow heads cut"] += 1
         writer.close()
+
+
+async def _open(
+    host: str, port: str, counts: Counter[str]
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+    """A raw connection to the server, or None after a short pause if it was refused."""
+    try:
+        return await asyncio.open_connection(host, int(port))
+    except OSError:
+        counts["connect failed"] += 1
+        await asyncio.sleep(0.5)
+        return None
 
 
 async def _read_for(reader: asyncio.StreamReader, seconds: float) -> bool:
@@ -90,12 +100,10 @@ async def _slow_upload(base: str, token: str, stop: Event, counts: Counter[str])
         "Content-Length: 100000000\r\n\r\n"
     ).encode()
     while not stop.is_set():
-        try:
-            reader, writer = await asyncio.open_connection(host, int(port))
-        except OSError:
-            counts["connect failed"] += 1
-            await asyncio.sleep(0.5)
+        opened = await _open(host, port, counts)
+        if opened is None:
             continue
+        reader, writer = opened
         counts["slow uploads opened"] += 1
         writer.write(head + start)
         try:
