@@ -117,6 +117,14 @@ class Server:
         token: str = response.json()["token"]
         return token
 
+    def websockets_open(self, admin_token: str) -> int:
+        """``camvault_websockets_open`` from this instance's own /metrics (admin only)."""
+        with self.client(admin_token) as api:
+            text = api.get("/metrics").text
+        match = re.search(r"^camvault_websockets_open (\S+)$", text, re.MULTILINE)
+        assert match, text[:2000]
+        return int(float(match.group(1)))
+
     def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         """``camvault ARGS`` on this server's data dir and database."""
         database = ["--database-url", self.database_url] if self.database_url else []

@@ -448,15 +448,6 @@ def checkins_until_retried(
     return []
 
 
-def websockets_open(server: Server, token: str) -> int:
-    """camvault_websockets_open from the instance's own /metrics."""
-    with server.client(token) as api:
-        text = api.get("/metrics").text
-    match = re.search(r"^camvault_websockets_open (\S+)$", text, re.MULTILINE)
-    assert match, text[:2000]
-    return int(float(match.group(1)))
-
-
 @pytest.mark.anyio
 async def test_kill_9_of_one_instance_behind_nginx_loses_nothing_and_clients_carry_on(
     launch: Launcher, nginx: NginxLauncher, server_database_url: str | None, tmp_path: Path
@@ -473,8 +464,8 @@ async def test_kill_9_of_one_instance_behind_nginx_loses_nothing_and_clients_car
     writers: list[threading.Thread] = []
     try:
         await until(lambda: all(m.seq is not None for m in mirrors), "six snapshots via nginx")
-        on_victim = websockets_open(victim, token)
-        assert on_victim >= 1 and websockets_open(survivor, token) == 6 - on_victim, on_victim
+        on_victim = victim.websockets_open(token)
+        assert on_victim >= 1 and survivor.websockets_open(token) == 6 - on_victim, on_victim
 
         writers = [
             threading.Thread(

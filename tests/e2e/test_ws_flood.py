@@ -5,6 +5,8 @@ keeps receiving events."""
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,13 @@ LIMIT = 3
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
 
 
 def is_checkout(frame: dict[str, object]) -> bool:
@@ -63,8 +72,10 @@ async def test_sockets_over_the_per_user_limit_are_refused_and_the_others_stay_l
         await live.wait_for(is_checkout)
         assert live.close_code is None
 
-    # A place freed by a closed socket can be taken again.
+    # A place freed by a closed socket can be taken again. The server answers the close
+    # frame before its handler lets go of the place, so wait until it has.
     await admitted.pop().close()
+    await wait_until(lambda: server.websockets_open(admin) == LIMIT)
     again = await LiveClient(server.base_url, ann).connect()
     await again.wait_for(lambda f: f["type"] == "FILE_LIST_UPDATED")
     refused = await LiveClient(server.base_url, ann).connect()
