@@ -70,3 +70,23 @@ async def test_every_answer_carries_a_request_id(vault: Vault) -> None:
         assert given.headers["x-request-id"] == "nginx-42.abc"
         hostile = await anon.get("/api/health", headers={"X-Request-ID": "a\\nb c" * 20})
         assert re.fullmatch(r"[0-9a-f]{16}", hostile.headers["x-request-id"])
+
+
+async def test_routes_prepared_at_startup_leave_no_trace(
+    vault: Vault, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The startup warm-up (an OPTIONS per documented path, straight to the router) is not
+    a request anyone made: no 405 in the metrics and no event in the log; nor does it fail."""
+    assert not [r for r in caplog.get_records("setup") if "ahead of time" in r.getMessage()]
+    async with await vault.login("admin") as admin:
+        text = (await admin.get("/metrics")).text
+        events = (await admin.get("/api/audit")).json()
+    counted = [
+        line
+        for line in text.splitlines()
+        if line.startswith("camvault_http_request_duration_seconds_count")
+    ]
+    assert counted, text[:2000]
+    assert not [line for line in counted if 'status="405"' in line]
+    assert 'method="OPTIONS"' not in text
+    assert {e["type"] for e in events["events"]} <= {"user.logged_in", "user.created"}, events
