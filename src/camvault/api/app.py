@@ -68,6 +68,7 @@ def create_app(settings: Settings, camvault: Camvault | None = None) -> FastAPI:
     app.add_middleware(BodyTimeout, window=settings.body_timeout, min_rate=settings.body_min_rate)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(ws.DirectSend)
     install_error_handlers(app)
     app.include_router(routes_auth.router)
     app.include_router(routes_files.router)
@@ -105,6 +106,7 @@ async def _warm_routes(app: FastAPI) -> None:
     wait for. An OPTIONS request, refused (405) by the router alone, makes it do that now.
     No middleware, handler or dependency runs, so nothing is logged, counted or changed.
     """
+
     async def receive() -> Message:
         return {"type": "http.request", "body": b"", "more_body": False}
 

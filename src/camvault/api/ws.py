@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, WebSocket
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from camvault.api.security import Principal, authenticate, get_camvault, origin_allowed
@@ -31,6 +32,7 @@ from camvault.store.failures import database_failure
 router = APIRouter()
 log = logging.getLogger("camvault.ws")
 REFUSE_DELAY_S = 1.0
+DIRECT_SEND = "camvault.direct_send"  # scope key: see DirectSend
 
 
 def _int_param(websocket: WebSocket, name: str) -> int | None:
@@ -38,6 +40,24 @@ def _int_param(websocket: WebSocket, name: str) -> int | None:
     if value is None or not (value.isascii() and value.isdigit()) or len(value) > 18:
         return None
     return int(value)
+
+
+class DirectSend:
+    """Outermost middleware: hands /ws the server's own ``send`` for its frames.
+
+    Each layer between the server and a handler wraps ``send`` in a coroutine of its own;
+    for one frame fanned out to thousands of sockets, those layers cost about as much as
+    the write itself. Only the frames take this path: the accept, the close and every HTTP
+    message still go through the whole stack.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            scope[DIRECT_SEND] = send
+        await self.app(scope, receive, send)
 
 
 @router.websocket("/ws")
@@ -118,7 +138,8 @@ async def _serve(websocket: WebSocket, hub: Hub, conn: Connection) -> None:
 
 
 async def _write(websocket: WebSocket, conn: Connection) -> None:
-    send = websocket.send  # the ASGI message directly: this runs once per client per frame
+    # The server's own send (see DirectSend), else the handler's: once per client per frame.
+    send = websocket.scope.get(DIRECT_SEND) or websocket.send
     while True:
         text = await conn.queue.get()
         await send({"type": "websocket.send", "text": text})

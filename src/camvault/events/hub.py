@@ -2,7 +2,7 @@
 
 The log is the truth. The hub is woken after every committed write (``Database.on_commit``)
 and also polls, so a write made by another process on the same database still arrives.
-Each connection has its own bounded queue and writer task: a client that stops reading
+Each connection has its own bounded queue (``Outbox``) and writer task: a client that stops reading
 fills only its own queue and is then closed (1013), never delaying the others.
 """
 
@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from anyio import to_thread
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from camvault.events.frames import (
@@ -45,6 +45,54 @@ CLOSE_TOO_MANY = 4429
 PAGE = 1000
 # The longest pause between two attempts to read the log while the database is away.
 MAX_BACKOFF = 5.0
+# Built once (a statement caches its own cache key): the hub reads the log after every write.
+_EVENTS_AFTER = select(events).where(events.c.seq > bindparam("after")).order_by(events.c.seq)
+_EVENTS_PAGE = _EVENTS_AFTER.limit(PAGE)
+_EVENTS_UPTO = _EVENTS_AFTER.where(events.c.seq <= bindparam("upto"))
+
+
+class Outbox:
+    """A connection's outgoing frames: bounded, with one reader (its writer task).
+
+    asyncio.Queue's interface for the part the hub uses, without its general machinery: a
+    put is a deque append and, only when the writer is asleep, one future resolved. The
+    fan-out makes one put per client per event, so this is on the hottest path there is.
+    """
+
+    __slots__ = ("_frames", "_limit", "_waiter")
+
+    def __init__(self, limit: int) -> None:
+        self._frames: deque[str] = deque()
+        self._limit = limit
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, text: str) -> None:
+        if len(self._frames) >= self._limit:
+            raise asyncio.QueueFull
+        self._frames.append(text)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> str:
+        while not self._frames:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._frames.popleft()
+
+    def get_nowait(self) -> str:
+        if not self._frames:
+            raise asyncio.QueueEmpty
+        return self._frames.popleft()
+
+    def empty(self) -> bool:
+        return not self._frames
+
+    def qsize(self) -> int:
+        return len(self._frames)
 
 
 @dataclass(eq=False)
@@ -58,10 +106,10 @@ class Connection:
     last_seq: int = 0
     close_code: int | None = None
     closed: asyncio.Event = field(default_factory=asyncio.Event)
-    queue: asyncio.Queue[str] = field(init=False)
+    queue: Outbox = field(init=False)
 
     def __post_init__(self) -> None:
-        self.queue = asyncio.Queue(self.queue_size)
+        self.queue = Outbox(self.queue_size)
 
     def send(self, text: str) -> None:
         """Queue a frame; a full queue means the client fell behind: close it (1013)."""
@@ -256,11 +304,12 @@ class Hub:
     # --- tailing the log ------------------------------------------------------------------
 
     def _read_events(self, after: int, upto: int | None = None) -> list[EventFrames]:
-        query = select(events).where(events.c.seq > after).order_by(events.c.seq)
-        if upto is not None:
-            query = query.where(events.c.seq <= upto)
+        if upto is None:
+            query, params = _EVENTS_PAGE, {"after": after}
+        else:
+            query, params = _EVENTS_UPTO, {"after": after, "upto": upto}
         with self.db.read() as conn:
-            rows = conn.execute(query.limit(PAGE if upto is None else None)).all()
+            rows = conn.execute(query, params).all()
         return [frames_for(r.seq, r.type, r.actor, r.filename, r.data) for r in rows]
 
     def _deliver(self, conn: Connection, frames: EventFrames, prev: int) -> int:

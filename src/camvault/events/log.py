@@ -44,6 +44,10 @@ class EventType(StrEnum):
     MIRROR_FAILED = "mirror.failed"
 
 
+# Built once (a statement caches its own cache key); the values are bound per call.
+_INSERT_EVENT = insert(events).returning(events.c.seq)
+
+
 def append(
     conn: Connection,
     type_: EventType,
@@ -56,16 +60,15 @@ def append(
 ) -> int:
     """Append one event in the caller's (write) transaction and return its seq."""
     result = conn.execute(
-        insert(events)
-        .values(
-            at=at or datetime.now(UTC),
-            actor=actor,
-            type=str(type_),
-            filename=filename,
-            version=version,
-            data=data or {},
-        )
-        .returning(events.c.seq)
+        _INSERT_EVENT,
+        {
+            "at": at or datetime.now(UTC),
+            "actor": actor,
+            "type": str(type_),
+            "filename": filename,
+            "version": version,
+            "data": data or {},
+        },
     )
     seq = int(result.scalar_one())
     if conn.dialect.name == "postgresql":
