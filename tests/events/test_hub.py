@@ -11,7 +11,7 @@ from helpers import Vault, mcam, upload
 from protocol_schema import validate_frame
 from sqlalchemy.exc import OperationalError
 
-from camvault.events.hub import Connection
+from camvault.events.hub import Connection, Outbox
 
 pytestmark = pytest.mark.anyio
 
@@ -72,3 +72,29 @@ async def test_a_replay_longer_than_half_the_queue_becomes_a_snapshot(vault: Vau
     assert [f["seq"] for f in replayed] == list(range(start + 1, start + 7))
     for conn in (small, roomy):
         hub.detach(conn)
+
+
+async def test_an_outbox_is_bounded_wakes_its_reader_and_survives_a_cancelled_wait() -> None:
+    box = Outbox(2)
+    with pytest.raises(asyncio.QueueEmpty):
+        box.get_nowait()
+    reader = asyncio.ensure_future(box.get())
+    await asyncio.sleep(0)
+    assert not reader.done()
+    box.put_nowait("a")
+    assert await asyncio.wait_for(reader, 1) == "a"
+
+    box.put_nowait("b")
+    box.put_nowait("c")
+    with pytest.raises(asyncio.QueueFull):
+        box.put_nowait("d")
+    assert (box.qsize(), box.get_nowait(), await box.get(), box.empty()) == (2, "b", "c", True)
+
+    # A writer task cancelled while it waits (the socket closed) leaves no stale waiter.
+    waiting = asyncio.ensure_future(box.get())
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    box.put_nowait("e")
+    assert await asyncio.wait_for(box.get(), 1) == "e"
