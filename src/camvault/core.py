@@ -110,9 +110,6 @@ class Camvault:
         """Open storage, reconcile DB with git, and start the live hub."""
         await to_thread.run_sync(self.open_sync)
         await self.vault.reconcile()
-        # Build the file list before the port opens: after a restart the first person to
-        # open the page, and every socket reconnecting at once, is served it from memory.
-        await to_thread.run_sync(self.vault.snapshots.get)
         self._hub = Hub(
             self.db,
             self.vault.snapshots,

@@ -47,8 +47,8 @@ def create_app(settings: Settings, camvault: Camvault | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await camvault.open()
-        await _warm_routes(_app)
         try:
+            await _warm_routes(_app)
             yield
         finally:
             await camvault.aclose()
@@ -113,7 +113,12 @@ async def _warm_routes(app: FastAPI) -> None:
     async def send(_message: Message) -> None:
         pass
 
-    for path in app.openapi()["paths"]:
+    try:
+        paths = list(app.openapi()["paths"])
+    except Exception:  # the same error will reach whoever asks for /api/openapi.json
+        log.warning("could not list the routes to prepare ahead of time", exc_info=True)
+        return
+    for path in paths:
         concrete = _PATH_PARAM.sub("_", path)
         scope: Scope = {
             "type": "http",

@@ -55,9 +55,16 @@ class DirectSend:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
-            scope[DIRECT_SEND] = send
-        await self.app(scope, receive, send)
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+        scope[DIRECT_SEND] = send
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            # The server's connection holds the scope and ``send`` is its bound method:
+            # without this the pair is a cycle that only a full collection frees.
+            del scope[DIRECT_SEND]
 
 
 @router.websocket("/ws")

@@ -6,6 +6,8 @@ hashed and written in worker threads, and the temp file never outlives a failed 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import os
 import secrets
@@ -89,6 +91,7 @@ async def receive_multipart(
         await _advance(form, spool, on_file_start, final=True)
         if form.size == 0:
             raise EmptyFile("the file is empty")
+        await spool.drain()
         digest = await anyio.to_thread.run_sync(spool.finish)
         received = ReceivedUpload(
             tmp_path=spool.path,
@@ -115,8 +118,7 @@ async def _advance(
         spool.open_requested = True
         await anyio.to_thread.run_sync(spool.open)
     if spool.open_requested and (form.pending_bytes >= BATCH_BYTES or (final and form.pending)):
-        pieces = form.take_pending()
-        await anyio.to_thread.run_sync(spool.write, pieces)
+        await spool.submit(form.take_pending())
 
 
 async def _discard(spool: _Spool) -> None:
@@ -126,6 +128,7 @@ async def _discard(spool: _Spool) -> None:
     try:
         # Shielded so an anyio cancellation cannot skip the cleanup.
         with anyio.CancelScope(shield=True):
+            await spool.settle()
             await anyio.to_thread.run_sync(spool.remove)
         done = True
     finally:
@@ -138,6 +141,11 @@ async def _discard(spool: _Spool) -> None:
 SYNC_EVERY = 8 * 1024 * 1024
 
 
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class _Spool:
     """The temp file; its methods block and run in worker threads.
 
@@ -148,11 +156,36 @@ class _Spool:
     def __init__(self, tmp_dir: Path) -> None:
         self.path = tmp_dir / f"upload-{secrets.token_hex(16)}"
         self.open_requested = False
+        self._inflight: asyncio.Future[None] | None = None
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._removed = False
         self._hash = hashlib.sha256()
         self._unsynced = 0
+
+    async def submit(self, pieces: list[memoryview]) -> None:
+        """Write a batch in a worker thread while the caller goes on receiving the next.
+
+        One batch at a time: the previous one is waited for first (and its error raised
+        here), so at most one batch is being written while the next one fills.
+        """
+        await self.drain()
+        inflight = asyncio.ensure_future(anyio.to_thread.run_sync(self.write, pieces))
+        # Retrieved even if nobody waits for it any more (a native cancel of the request).
+        inflight.add_done_callback(_retrieve)
+        self._inflight = inflight
+
+    async def drain(self) -> None:
+        """Wait for the batch being written; raises what writing it raised."""
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            await inflight
+
+    async def settle(self) -> None:
+        """``drain`` for the failure path: the upload is being dropped, so its error no
+        longer matters, but the thread must be done before the file is removed."""
+        with contextlib.suppress(Exception):
+            await self.drain()
 
     def open(self) -> None:
         with self._lock:
