@@ -45,24 +45,50 @@ FILES = 100
 
 
 async def _slow_head(base: str, stop: Event, counts: Counter[str]) -> None:
+    """A request head sent a byte a second, reopened whenever the server cuts it."""
+    head = b"GET /api/files HTTP/1.1\r\nHost: x\r\nX-Slow: "
+    await _trickle(base, head, b"a", "slow heads", stop, counts)
+
+
+async def _slow_upload(base: str, token: str, stop: Event, counts: Counter[str]) -> None:
+    """An upload body sent a byte a second, reopened whenever the server cuts it."""
+    host, port = base.split("://", 1)[1].rsplit(":", 1)
+    boundary = secrets.token_hex(8)
+    name = f"{secrets.randbelow(10**7):07d}_SLOW.mcam"
+    start = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode() + b.HDF5
+    head = (
+        f"POST /api/files HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        "Content-Length: 100000000\r\n\r\n"
+    ).encode()
+    await _trickle(base, head + start, b"\0", "slow uploads", stop, counts)
+
+
+async def _trickle(
+    base: str, preamble: bytes, drip: bytes, label: str, stop: Event, counts: Counter[str]
+) -> None:
+    """Open a raw connection, send ``preamble``, then ``drip`` once a second until the
+    server answers or closes it (counted as cut); again until ``stop``."""
     host, port = base.split("://", 1)[1].rsplit(":", 1)
     while not stop.is_set():
         opened = await _open(host, port, counts)
         if opened is None:
             continue
         reader, writer = opened
-        counts["slow heads opened"] += 1
-        writer.write(b"GET /api/files HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        counts[f"{label} opened"] += 1
+        writer.write(preamble)
         try:
-            while not stop.is_set() and not reader.at_eof():
-                writer.write(b"a")
+            while not stop.is_set():
+                writer.write(drip)
                 await writer.drain()
-                with_data = await _read_for(reader, 1.0)
-                if with_data:
-                    counts["slow heads cut"] += 1
+                if await _read_for(reader, 1.0):
+                    counts[f"{label} cut"] += 1
                     break
         except OSError:
-            counts["slow heads cut"] += 1
+            counts[f"{label} cut"] += 1
         writer.close()
 
 
@@ -84,38 +110,6 @@ async def _read_for(reader: asyncio.StreamReader, seconds: float) -> bool:
     except TimeoutError:
         return False
     return True if data or reader.at_eof() else False
-
-
-async def _slow_upload(base: str, token: str, stop: Event, counts: Counter[str]) -> None:
-    host, port = base.split("://", 1)[1].rsplit(":", 1)
-    boundary = secrets.token_hex(8)
-    name = f"{secrets.randbelow(10**7):07d}_SLOW.mcam"
-    start = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode() + b.HDF5
-    head = (
-        f"POST /api/files HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Bearer {token}\r\n"
-        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
-        "Content-Length: 100000000\r\n\r\n"
-    ).encode()
-    while not stop.is_set():
-        opened = await _open(host, port, counts)
-        if opened is None:
-            continue
-        reader, writer = opened
-        counts["slow uploads opened"] += 1
-        writer.write(head + start)
-        try:
-            while not stop.is_set():
-                writer.write(b"\0")
-                await writer.drain()
-                if await _read_for(reader, 1.0):
-                    counts["slow uploads cut"] += 1
-                    break
-        except OSError:
-            counts["slow uploads cut"] += 1
-        writer.close()
 
 
 async def _ws_flood(base: str, token: str, stop: Event, counts: Counter[str]) -> None:

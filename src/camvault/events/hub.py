@@ -2,8 +2,8 @@
 
 The log is the truth. The hub is woken after every committed write (``Database.on_commit``)
 and also polls, so a write made by another process on the same database still arrives.
-Each connection has its own bounded queue (``Outbox``) and writer task: a client that stops reading
-fills only its own queue and is then closed (1013), never delaying the others.
+Each connection has its own bounded queue (``Outbox``) and writer task: a client that stops
+reading fills only its own queue and is then closed (1013), never delaying the others.
 """
 
 from __future__ import annotations
