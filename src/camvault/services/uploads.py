@@ -147,7 +147,9 @@ def _retrieve(future: asyncio.Future[None]) -> None:
 
 
 class _Spool:
-    """The temp file; its methods block and run in worker threads.
+    """The temp file. ``open``, ``write``, ``finish`` and ``remove`` block and run in worker
+    threads; ``submit``, ``drain`` and ``settle`` run on the event loop and keep at most one
+    ``write`` in flight.
 
     The lock and `removed` flag cover one race: after a native cancel, a worker may still be
     opening or writing while `remove` runs, and must not recreate the file afterwards.
