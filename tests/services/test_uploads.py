@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import os
 import random
+import subprocess
 import time
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
@@ -16,7 +17,7 @@ import pytest
 from starlette.requests import ClientDisconnect
 
 from camvault.errors import BadRequest, EmptyFile, InvalidName, TooLarge
-from camvault.services.uploads import ReceivedUpload, receive_multipart
+from camvault.services.uploads import SYNC_EVERY, ReceivedUpload, receive_multipart, spool_to_tmp
 
 BOUNDARY = "----camvaultTestBoundary7MA4YWxkTrZu0gW"
 CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
@@ -396,6 +397,42 @@ async def test_memory_stays_bounded_whatever_the_file_size(tmp_dir: Path) -> Non
         tracemalloc.stop()
     assert upload.size == size
     assert peak < 6 * MB, f"peak traced memory {peak / MB:.1f} MiB"
+
+
+def resident_bytes(path: Path) -> int:
+    """How much of the file the kernel holds in its page cache (util-linux fincore)."""
+    out = subprocess.run(
+        ["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return int(out.strip())
+
+
+@pytest.mark.anyio
+async def test_a_large_upload_is_flushed_to_disk_and_leaves_the_page_cache_alone(
+    tmp_dir: Path,
+) -> None:
+    data = content(5 * SYNC_EVERY + 12345)
+    upload = await receive(body(("file", "big.mcam", data)), tmp_dir)
+    # Written, flushed and dropped as it arrived: none of it is left taking cache memory.
+    assert resident_bytes(upload.tmp_path) < SYNC_EVERY // 8
+    assert upload.tmp_path.read_bytes() == data
+    assert upload.sha256 == hashlib.sha256(data).hexdigest()
+
+    spooled = spool_to_tmp(split(data, random.Random(5), 3 * MB), tmp_dir, "big.mcam")
+    assert resident_bytes(spooled.tmp_path) < SYNC_EVERY // 8
+    assert (spooled.size, spooled.sha256) == (len(data), upload.sha256)
+    assert spooled.tmp_path.read_bytes() == data
+
+
+@pytest.mark.anyio
+async def test_a_small_upload_stays_cached_for_git_and_the_next_download(tmp_dir: Path) -> None:
+    data = content(SYNC_EVERY // 2)
+    upload = await receive(body(("file", "O1000.nc", data)), tmp_dir)
+    assert resident_bytes(upload.tmp_path) == len(data)
+    assert upload.tmp_path.read_bytes() == data
 
 
 @pytest.mark.anyio

@@ -141,6 +141,48 @@ async def _discard(spool: _Spool) -> None:
 SYNC_EVERY = 8 * 1024 * 1024
 
 
+class _DurableWriter:
+    """Bytes appended to an open file as an upload arrives: hashed, written, and every
+    SYNC_EVERY bytes flushed to disk and dropped from the page cache. Blocking.
+
+    Flushing as it goes means no single huge fsync at the end for other transactions'
+    commits to queue behind (ext4 journals them together). Dropping what is flushed lets a
+    large upload reuse a few MiB of page cache instead of taking fresh memory for every
+    byte, and leaves the database's and git's cached pages alone; the hash is taken on the
+    way in, so nothing reads those bytes back. A file that never reached SYNC_EVERY stays
+    cached for git (a plain blob is read once more) and the next download.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.size = 0
+        self._hash = hashlib.sha256()
+        self._synced = 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._hash.update(data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+        self.size += len(data)
+        if self.size - self._synced >= SYNC_EVERY:
+            os.fdatasync(self.fd)
+            self._drop_synced()
+
+    def finish(self) -> str:
+        """fsync the file (metadata too) and return the sha256 of everything written."""
+        os.fsync(self.fd)
+        if self._synced:
+            self._drop_synced()
+        return self._hash.hexdigest()
+
+    def _drop_synced(self) -> None:
+        if hasattr(os, "posix_fadvise"):
+            start, length = self._synced, self.size - self._synced
+            os.posix_fadvise(self.fd, start, length, os.POSIX_FADV_DONTNEED)
+        self._synced = self.size
+
+
 def _retrieve(future: asyncio.Future[None]) -> None:
     if not future.cancelled():
         future.exception()
@@ -160,10 +202,8 @@ class _Spool:
         self.open_requested = False
         self._inflight: asyncio.Future[None] | None = None
         self._lock = threading.Lock()
-        self._fd: int | None = None
+        self._file: _DurableWriter | None = None
         self._removed = False
-        self._hash = hashlib.sha256()
-        self._unsynced = 0
 
     async def submit(self, pieces: list[memoryview]) -> None:
         """Write a batch in a worker thread while the caller goes on receiving the next.
@@ -194,41 +234,32 @@ class _Spool:
             if self._removed:
                 raise RuntimeError("upload abandoned before its temp file was created")
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-            self._fd = os.open(self.path, flags, 0o600)
+            self._file = _DurableWriter(os.open(self.path, flags, 0o600))
 
     def write(self, pieces: list[memoryview]) -> None:
         data = pieces[0] if len(pieces) == 1 else memoryview(b"".join(pieces))
         with self._lock:
-            if self._fd is None:
+            if self._file is None:
                 raise RuntimeError("upload temp file is not open")
-            self._hash.update(data)
-            self._unsynced += len(data)
-            while data:
-                data = data[os.write(self._fd, data) :]
-            if self._unsynced >= SYNC_EVERY:
-                # Flush as we go: one huge fsync at the end would make every other
-                # transaction's commit fsync queue behind it (ext4 journals them together).
-                os.fdatasync(self._fd)
-                self._unsynced = 0
+            self._file.write(data)
 
     def finish(self) -> str:
         with self._lock:
-            if self._fd is None:
+            if self._file is None:
                 raise RuntimeError("upload temp file is not open")
-            fd, self._fd = self._fd, None
+            file, self._file = self._file, None
             try:
-                os.fsync(fd)
+                return file.finish()
             finally:
-                os.close(fd)
-            return self._hash.hexdigest()
+                os.close(file.fd)
 
     def remove(self) -> None:
         with self._lock:
             self._removed = True
-            fd, self._fd = self._fd, None
+            file, self._file = self._file, None
             try:
-                if fd is not None:
-                    os.close(fd)
+                if file is not None:
+                    os.close(file.fd)
             finally:
                 self.path.unlink(missing_ok=True)
 
@@ -442,34 +473,24 @@ def spool_to_tmp(
     *,
     on_chunk: Callable[[int], None] | None = None,
 ) -> ReceivedUpload:
-    """Write ``chunks`` (blocking) to a new private file in ``tmp_dir`` as an upload would:
-    hashed as it goes, fdatasync'd every SYNC_EVERY bytes and fsync'd at the end, its first
-    HEAD_BYTES kept for the content checks. Nothing is left behind if it fails."""
+    """Write ``chunks`` (blocking) to a new private file in ``tmp_dir`` as an upload would,
+    through a `_DurableWriter`, keeping its first HEAD_BYTES for the content checks.
+    Nothing is left behind if it fails."""
     tmp = tmp_dir / f"spool-{secrets.token_hex(16)}"
-    digest = hashlib.sha256()
     head = b""
-    size = unsynced = 0
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    file = _DurableWriter(fd)
     try:
         for chunk in chunks:
             if len(head) < HEAD_BYTES:
                 head += chunk[: HEAD_BYTES - len(head)]
-            digest.update(chunk)
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(fd, view) :]
-            size += len(chunk)
-            unsynced += len(chunk)
+            file.write(chunk)
             if on_chunk is not None:
                 on_chunk(len(chunk))
-            if unsynced >= SYNC_EVERY:
-                # No single huge fsync at the end for other commits to queue behind.
-                os.fdatasync(fd)
-                unsynced = 0
-        os.fsync(fd)
+        digest = file.finish()
     except BaseException:
         os.close(fd)
         tmp.unlink(missing_ok=True)
         raise
     os.close(fd)
-    return ReceivedUpload(tmp, name, size, digest.hexdigest(), head)
+    return ReceivedUpload(tmp, name, file.size, digest, head)
