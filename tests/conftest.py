@@ -17,6 +17,7 @@ import pytest
 from helpers import PASSWORD, Vault, fresh_postgres_database
 from hypothesis import settings as hypothesis_settings
 from hypothesis.configuration import set_hypothesis_home_dir
+from sqlalchemy.engine import make_url
 
 from camvault.api.app import create_app
 from camvault.core import Camvault
@@ -43,9 +44,37 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(home, ignore_errors=True)
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    if PG_URL:
+        where = make_url(PG_URL)
+        return f"PostgreSQL: {where.host}:{where.port or 5432}, a fresh database per test"
+    return (
+        "PostgreSQL: CAMVAULT_TEST_DATABASE_URL is not set, so tests run on SQLite only and "
+        "the PostgreSQL-only tests are deselected (.ci/run sets it)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without a PostgreSQL server, deselect (not skip) the tests marked `postgresql`."""
+    if PG_URL:
+        return
+    postgres_only = [item for item in items if item.get_closest_marker("postgresql")]
+    if postgres_only:
+        config.hook.pytest_deselected(items=postgres_only)
+        items[:] = [item for item in items if not item.get_closest_marker("postgresql")]
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database, for tests marked `postgresql`."""
+    assert PG_URL is not None, "a test using postgres_url must be marked postgresql"
+    with fresh_postgres_database(PG_URL) as url:
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)

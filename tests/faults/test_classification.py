@@ -3,22 +3,17 @@ on errors raised by the real databases, not constructed by hand."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from helpers import fresh_postgres_database
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from camvault.store.db import Database
 from camvault.store.failures import Failure, database_failure, describe
-
-PG_URL = os.environ.get("CAMVAULT_TEST_DATABASE_URL")
 
 
 def error_of(url: str, *statements: str) -> SQLAlchemyError:
@@ -57,21 +52,14 @@ def test_sqlite_mistakes_stay_bugs_and_a_held_lock_is_unavailable(tmp_path: Path
     assert describe(locked, url) == "OperationalError: database is locked"
 
 
-@pytest.fixture(params=["postgresql"] if PG_URL else [])
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database (only where one is configured, as in CI)."""
-    assert PG_URL is not None
-    with fresh_postgres_database(PG_URL) as url:
-        yield url
-
-
+@pytest.mark.postgresql
 def test_postgresql_mistakes_stay_bugs_and_a_refused_connection_is_unavailable(
-    pg_url: str,
+    postgres_url: str,
 ) -> None:
-    assert database_failure(error_of(pg_url, "SELECT * FROM missing")) is None
-    assert database_failure(error_of(pg_url, "SELECT 1/0")) is None
+    assert database_failure(error_of(postgres_url, "SELECT * FROM missing")) is None
+    assert database_failure(error_of(postgres_url, "SELECT 1/0")) is None
     # Port 1 on localhost: nothing listens there, the connection is refused at once.
-    url = make_url(pg_url).set(port=1, password="s3cret-pw").render_as_string(False)
+    url = make_url(postgres_url).set(port=1, password="s3cret-pw").render_as_string(False)
     gone = error_of(url, "SELECT 1")
     assert database_failure(gone) is Failure.UNAVAILABLE
     assert "s3cret-pw" not in describe(gone, url)

@@ -4,22 +4,19 @@ back the same check-in succeeds and live updates resume, all without a restart."
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from e2e.live import LiveClient
 from e2e.server import Launcher, checkin, free_port, isolated_git_env, upload
-from helpers import fresh_postgres_database
 from sqlalchemy.engine import make_url
 
 from faults.proxy import TcpProxy
 from faults.state import check_vault, mcam
 
-pytestmark = [pytest.mark.slow, pytest.mark.anyio]
+pytestmark = [pytest.mark.slow, pytest.mark.anyio, pytest.mark.postgresql]
 
-PG_URL = os.environ.get("CAMVAULT_TEST_DATABASE_URL")
 PASSWORD = "gone-test-password"
 # Trust auth ignores it; it is here so the test can prove it never reaches a log line.
 DB_SECRET = "pg-secret-never-logged"
@@ -33,19 +30,17 @@ def anyio_backend() -> str:
 
 
 # PostgreSQL only: SQLite is a file, it cannot go away (its busy case is test_sqlite_busy).
-@pytest.fixture(params=["postgresql"] if PG_URL else [])
-def proxied_database(request: pytest.FixtureRequest) -> Iterator[tuple[str, TcpProxy]]:
+@pytest.fixture
+def proxied_database(postgres_url: str) -> Iterator[tuple[str, TcpProxy]]:
     """A fresh PostgreSQL database reached through a proxy the test can cut."""
-    assert PG_URL is not None
-    with fresh_postgres_database(PG_URL) as url:
-        real = make_url(url)
-        proxy = TcpProxy((real.host or "127.0.0.1", real.port or 5432), free_port())
-        proxy.start()
-        try:
-            via = real.set(host="127.0.0.1", port=proxy.port, password=DB_SECRET)
-            yield via.render_as_string(hide_password=False), proxy
-        finally:
-            proxy.stop()
+    real = make_url(postgres_url)
+    proxy = TcpProxy((real.host or "127.0.0.1", real.port or 5432), free_port())
+    proxy.start()
+    try:
+        via = real.set(host="127.0.0.1", port=proxy.port, password=DB_SECRET)
+        yield via.render_as_string(hide_password=False), proxy
+    finally:
+        proxy.stop()
 
 
 def is_checked_in(version: int) -> object:
