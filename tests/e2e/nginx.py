@@ -21,13 +21,18 @@ from e2e.server import STOP_SECONDS, free_port
 STARTUP_SECONDS = 10.0
 
 
-def site_config(upstreams: list[str], listen: str) -> str:
-    """The ``http``-level configuration: N camvault instances behind one address."""
+def site_config(upstreams: list[str], listen: str, extra: str = "") -> str:
+    """The ``http``-level configuration: N camvault instances behind one address.
+
+    ``extra`` (docs/deploy.md's optional additions): lines above ``# inside the server
+    block:`` go before ``upstream``, the ones below it at the end of the server block.
+    """
+    above, _, inside = extra.partition("# inside the server block:\n")
     servers = "".join(
         f"    server {address} max_fails=1 fail_timeout=5s;\n" for address in upstreams
     )
     return f"""\
-upstream camvault {{
+{above}upstream camvault {{
 {servers}    keepalive 32;
 }}
 
@@ -76,7 +81,7 @@ server {{
         proxy_read_timeout 1h;
         proxy_send_timeout 1h;
     }}
-}}
+{inside}}}
 """
 
 
@@ -157,14 +162,16 @@ class NginxLauncher:
     root: Path
     running: list[Nginx] = field(default_factory=list)
 
-    def start(self, upstreams: list[str]) -> Nginx:
-        """nginx on a free 127.0.0.1 port, proxying to ``upstreams`` ("127.0.0.1:PORT")."""
+    def start(self, upstreams: list[str], extra: str = "") -> Nginx:
+        """nginx on a free 127.0.0.1 port, proxying to ``upstreams`` ("127.0.0.1:PORT"),
+        with ``extra`` as in ``site_config``."""
         for _attempt in range(5):
             port = free_port()
             prefix = self.root / f"nginx-{len(self.running)}-{port}"
             (prefix / "temp").mkdir(parents=True)
             conf = prefix / "nginx.conf"
-            conf.write_text(process_config(prefix, site_config(upstreams, f"127.0.0.1:{port}")))
+            site = site_config(upstreams, f"127.0.0.1:{port}", extra)
+            conf.write_text(process_config(prefix, site))
             with (prefix / "stderr.log").open("wb") as err:
                 proc = subprocess.Popen(
                     [nginx_command(), "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],

@@ -343,6 +343,47 @@ def test_deploy_doc_shows_the_nginx_config_the_tests_use() -> None:
     assert f"```nginx\n{config}```" in doc, "docs/deploy.md must show tests/e2e/nginx.py's config"
 
 
+def documented_login_limit() -> str:
+    """docs/deploy.md's nginx block that makes the login limit one for all instances."""
+    doc = (ROOT / "docs" / "deploy.md").read_text()
+    blocks = [b for b in re.findall(r"```nginx\n(.*?)```", doc, re.DOTALL) if "limit_req" in b]
+    assert len(blocks) == 1, "docs/deploy.md should show one login rate-limit block"
+    return blocks[0]
+
+
+def test_the_documented_nginx_login_limit_holds_across_instances(
+    launch: Launcher, nginx: NginxLauncher, server_database_url: str | None, tmp_path: Path
+) -> None:
+    first, second = two_instances(launch, tmp_path / "data", server_database_url, BEHIND_NGINX)
+    upstreams = [f"127.0.0.1:{first.port}", f"127.0.0.1:{second.port}"]
+    plain = nginx.start(upstreams)
+    limited = nginx.start(upstreams, documented_login_limit())
+    credentials = {"username": "admin", "password": PASSWORD}
+    with httpx.Client(base_url=limited.base_url, timeout=30) as http:
+        # Good sign-ins count too: the burst of 5 plus the one the rate allows get through,
+        # spread over both instances, and the next one is refused by nginx in camvault's shape.
+        answers = [http.post("/api/auth/login", json=credentials) for _ in range(7)]
+        assert [a.status_code for a in answers] == [200] * 6 + [429], [a.text for a in answers]
+        refused = answers[-1]
+        assert refused.headers["content-type"] == "application/json"
+        assert refused.json()["error"]["code"] == "rate_limited"
+        assert int(refused.headers["retry-after"]) > 0
+        # Only the login is limited: the API goes on for a signed-in client.
+        token = answers[0].json()["token"]
+        listed = http.get("/api/files", headers={"Authorization": f"Bearer {token}"})
+        assert listed.status_code == 200
+    served = {
+        line.split("upstream=")[1].split()[0]
+        for line in limited.access_log()
+        if "/api/auth/login" in line and '"200"' in line
+    }
+    assert served == set(upstreams), served
+    # Without the block (the tested default config), nginx limits nothing.
+    with httpx.Client(base_url=plain.base_url, timeout=30) as http:
+        statuses = {http.post("/api/auth/login", json=credentials).status_code for _ in range(7)}
+    assert statuses == {200}
+
+
 async def until(predicate: Any, what: str, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

@@ -7,6 +7,7 @@ tests talk to it through a blocking facade over the usual in-process httpx clien
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,11 +19,29 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from helpers import PASSWORD, mcam
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
+from sqlalchemy import Table, select
 
 from camvault.api.app import create_app
 from camvault.core import Camvault
 from camvault.services.auth import Role, User
 from camvault.settings import Settings
+from camvault.store import models
+
+# Everything a request can change, as rows. A refused request must leave all of it as it was.
+STATE_TABLES: tuple[Table, ...] = (
+    models.users,
+    models.sessions,
+    models.files,
+    models.versions,
+    models.locks,
+    models.events,
+    models.shop_settings,
+    models.mirror,
+)
+
+# CAMVAULT_FUZZ_SCALE=N multiplies the generated examples, for a deeper run by hand
+# (e.g. 20: about 20,000 API requests per database); CI runs the suite at 1.
+FUZZ_SCALE = max(1, int(os.environ.get("CAMVAULT_FUZZ_SCALE") or "1"))
 
 # CI needs the same examples on every run (derandomize), and nothing written to the repo
 # (no example database). Deadlines are off: the machine is shared and timings are noisy.
@@ -132,6 +151,27 @@ class RunningApp:
         assert response.status_code == 200, response.text
         groups = response.json()["groups"]
         return {r["filename"]: r for records in groups.values() for r in records}
+
+    def state(self) -> dict[str, Any]:
+        """What the vault holds: every table a request can change, `main`, the content
+        store and the temp files. Read while no request is in flight."""
+        with self.camvault.db.read() as conn:
+            state: dict[str, Any] = {
+                table.name: sorted(map(tuple, conn.execute(select(table))), key=repr)
+                for table in STATE_TABLES
+            }
+        data = self.camvault.settings.data
+        state["main"] = self.camvault.vault.repo.head
+        state["files on disk"] = sorted(
+            str(path.relative_to(data))
+            for folder in (
+                self.camvault.settings.tmp_path,
+                self.camvault.settings.repo_path / "lfs",
+            )
+            for path in folder.rglob("*")
+            if path.is_file() and path.name != ".lock"
+        )
+        return state
 
     def upload(self, username: str, name: str, content: bytes) -> httpx.Response:
         files = {"file": (name, content, "application/octet-stream")}

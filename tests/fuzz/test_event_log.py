@@ -19,7 +19,7 @@ from camvault.events.log import EventType
 from camvault.names import extension_of, name_key
 from camvault.services.snapshot import SnapshotCache
 from camvault.store.models import events
-from fuzz.running import DETERMINISTIC, OTHER, USER, RunningApp
+from fuzz.running import DETERMINISTIC, FUZZ_SCALE, OTHER, USER, RunningApp
 
 USERS = ("admin", USER, OTHER)
 # Lock-holder operations mostly come from the holder (else nearly all are refused): this
@@ -202,5 +202,6 @@ def test_the_event_log_explains_every_state(module_app: RunningApp) -> None:
             super().__init__(module_app, replay)
 
     stateful.run_state_machine_as_test(
-        OnThisApp, settings=settings(DETERMINISTIC, max_examples=20, stateful_step_count=12)
+        OnThisApp,
+        settings=settings(DETERMINISTIC, max_examples=20 * FUZZ_SCALE, stateful_step_count=12),
     )
