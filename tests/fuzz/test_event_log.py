@@ -1,10 +1,11 @@
 """The event log is enough: any interleaving of file operations by several users (refused
-ones included) leaves a file list equal to the log replayed from empty, and a client that
-took a snapshot at any point and then applied the frames after it, as the live protocol
-sends them (docs/protocol.md), ends with the list the server serves."""
+ones included, some sent at once) leaves a file list equal to the log replayed from empty,
+and a client that took a snapshot at any point and then applied the frames after it, as
+the live protocol sends them (docs/protocol.md), ends with the list the server serves."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -114,12 +115,61 @@ class VaultMachine(stateful.RuleBasedStateMachine):
         # (seq, groups) of GET /api/files after each step: snapshots a client may hold.
         self.snapshots: list[tuple[int, dict[str, list[dict[str, Any]]]]] = []
 
-    def call(self, user: str, method: str, path: str, allowed: set[int], **kw: Any) -> None:
+    def who(self, user: str, path: str) -> str:
         if user == HOLDER:
-            record = self.replay.files.get(name_key(path.split("/")[3]))
-            user = record["lock"]["user"] if record and record["lock"] else USER
+            parts = path.split("/")  # /api/files/{name}/...; an upload has no name yet
+            record = self.replay.files.get(name_key(parts[3])) if len(parts) > 3 else None
+            return str(record["lock"]["user"]) if record and record["lock"] else USER
+        return user
+
+    def call(self, user: str, method: str, path: str, allowed: set[int], **kw: Any) -> None:
+        user = self.who(user, path)
         response = self.app.client.request(method, path, headers=self.app.headers(user), **kw)
         assert response.status_code in allowed, (user, method, path, response.text)
+
+    @stateful.rule(
+        burst=st.lists(
+            st.tuples(
+                st.sampled_from(("upload", "checkout", "checkin", "cancel", "delete")),
+                st.sampled_from((*USERS, HOLDER)),
+                st.sampled_from(NAMES),
+            ),
+            min_size=2,
+            max_size=4,
+        )
+    )
+    def at_once(self, burst: list[tuple[str, str, str]]) -> None:
+        """Several users' requests in flight together on the server's loop, as in a shop."""
+        sends: list[tuple[str, str, set[int], dict[str, Any]]] = []
+        for i, (kind, user, name) in enumerate(burst):
+            files = {"file": (name, content(name, bytes([i + 1])), "application/octet-stream")}
+            if kind == "upload":
+                sends.append((user, "POST /api/files", {201, 409}, {"files": files}))
+            elif kind == "checkin":
+                data = {"message": f"at once {i}"}
+                route = f"POST /api/files/{name}/checkin"
+                sends.append((user, route, {200, 404, 409}, {"files": files, "data": data}))
+            elif kind == "delete":
+                sends.append((user, f"DELETE /api/files/{name}", {204, 403, 404, 409}, {}))
+            else:
+                action = "checkout" if kind == "checkout" else "cancel-checkout"
+                sends.append((user, f"POST /api/files/{name}/{action}", {200, 404, 409}, {}))
+        # Tokens first: a re-login goes through the portal, which cannot be re-entered.
+        headers = [self.app.headers(self.who(user, route.split()[1])) for user, route, *_ in sends]
+        client = self.app.client.client
+
+        async def together() -> list[Any]:
+            return await asyncio.gather(
+                *(
+                    client.request(*route.split(), headers=h, **kw)
+                    for (_user, route, _allowed, kw), h in zip(sends, headers, strict=True)
+                )
+            )
+
+        for (user, route, allowed, _kw), response in zip(
+            sends, self.app.client.portal.call(together), strict=True
+        ):
+            assert response.status_code in allowed, (user, route, response.text)
 
     @stateful.rule(
         user=st.sampled_from(USERS),
