@@ -1,6 +1,6 @@
 """A flood of WebSockets from one account is bounded by ``ws_max_per_user``: the extra
-sockets are closed with 4429 and everyone else, that user's admitted sockets included,
-keeps receiving events."""
+sockets are held, then closed with 4429 one at a time, and everyone else, that user's
+admitted sockets included, keeps receiving events."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import PASSWORD, mcam
 
+from camvault.events.hub import REFUSE_DELAY_S, REFUSE_SPACING_S
 from e2e.live import LiveClient
 from e2e.server import Launcher, upload
 
@@ -58,10 +59,14 @@ async def test_sockets_over_the_per_user_limit_are_refused_and_the_others_stay_l
     admitted = [await LiveClient(server.base_url, ann).connect() for _ in range(LIMIT)]
     for live in admitted:
         await live.wait_for(lambda f: f["type"] == "FILE_LIST_UPDATED")
+    started = time.monotonic()
     flood = await asyncio.gather(*(LiveClient(server.base_url, ann).connect() for _ in range(20)))
     codes = await asyncio.gather(*(live.wait_closed() for live in flood))
     assert codes == [4429] * 20
     assert all(live.frames == [] for live in flood)
+    # Held, then closed one at a time: a client that reconnects at once cannot make the
+    # server refuse more than a few handshakes a second.
+    assert time.monotonic() - started >= REFUSE_DELAY_S + 19 * REFUSE_SPACING_S
 
     # Another user is not affected, and every admitted socket still gets the events.
     admin_live = await LiveClient(server.base_url, admin).connect()

@@ -11,7 +11,13 @@ from helpers import Vault, mcam, upload
 from protocol_schema import validate_frame
 from sqlalchemy.exc import OperationalError
 
-from camvault.events.hub import Connection, Outbox
+from camvault.events.hub import (
+    REFUSE_DELAY_S,
+    REFUSE_HOLD_MAX_S,
+    REFUSE_SPACING_S,
+    Connection,
+    Outbox,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -98,3 +104,24 @@ async def test_an_outbox_is_bounded_wakes_its_reader_and_survives_a_cancelled_wa
         await waiting
     box.put_nowait("e")
     assert await asyncio.wait_for(box.get(), 1) == "e"
+
+
+async def test_refusals_over_the_socket_limit_are_held_and_spaced_per_user(vault: Vault) -> None:
+    hub = vault.camvault.hub
+    hub.max_per_user = 1
+    assert hub.admit("ann") and not hub.admit("ann")
+    # A burst of refusals for one user is closed one at a time, the first after the pause.
+    burst = [hub.refusal_delay("ann", now=100.0) for _ in range(4)]
+    assert burst == pytest.approx([REFUSE_DELAY_S + i * REFUSE_SPACING_S for i in range(4)])
+    # Another user's refusals are not queued behind ann's.
+    assert hub.refusal_delay("ben", now=100.0) == pytest.approx(REFUSE_DELAY_S)
+    # Once ann's queued refusals are closed, the next one waits only the pause again.
+    assert hub.refusal_delay("ann", now=200.0) == pytest.approx(REFUSE_DELAY_S)
+    # A flood of held sockets is bounded: past REFUSE_HOLD_MAX_S of queue, close at once.
+    delays = [hub.refusal_delay("mallory", now=300.0) for _ in range(400)]
+    held = [d for d in delays if d > 0]
+    assert max(held) <= REFUSE_HOLD_MAX_S
+    assert abs(len(held) - (REFUSE_HOLD_MAX_S - REFUSE_DELAY_S) / REFUSE_SPACING_S) <= 1
+    assert delays[len(held) :] == [0.0] * (len(delays) - len(held))
+    hub.release("ann")
+    assert hub.admit("ann")

@@ -31,7 +31,6 @@ from camvault.store.failures import database_failure
 
 router = APIRouter()
 log = logging.getLogger("camvault.ws")
-REFUSE_DELAY_S = 1.0
 DIRECT_SEND = "camvault.direct_send"  # scope key: see DirectSend
 
 
@@ -101,9 +100,10 @@ async def live(websocket: WebSocket) -> None:
             hub.max_per_user,
         )
         await websocket.accept()
-        # Said after a pause: a client retrying in a tight loop then makes one attempt a
-        # second per connection, not hundreds, each costing this event loop a handshake.
-        await asyncio.sleep(REFUSE_DELAY_S)
+        # Said after a pause, and this user's refusals one at a time (Hub.refusal_delay): a
+        # client retrying in a tight loop on many connections then costs this event loop a
+        # few handshakes a second, not one per connection.
+        await asyncio.sleep(hub.refusal_delay(user.username))
         await _close(websocket, CLOSE_TOO_MANY)
         return
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +43,14 @@ CLOSE_TRY_AGAIN = 1013
 # Application range (4000-4999): "too many", as HTTP 429. Not 1008 (the session is fine)
 # nor 1013 (clients reconnect at once on that, which here would just be refused again).
 CLOSE_TOO_MANY = 4429
+# A socket over the limit is held this long before its 4429, and one user's refusals are
+# closed at least REFUSE_SPACING_S apart, however many arrive at once: a client that
+# ignores 4429 and reconnects at once costs a few handshakes a second, not one per socket
+# it keeps open. Past REFUSE_HOLD_MAX_S of queued refusals (150 held sockets) the next is
+# closed at once rather than held: what a user can make the server hold stays bounded.
+REFUSE_DELAY_S = 1.0
+REFUSE_SPACING_S = 0.2
+REFUSE_HOLD_MAX_S = 30.0
 PAGE = 1000
 # The longest pause between two attempts to read the log while the database is away.
 MAX_BACKOFF = 5.0
@@ -159,6 +168,7 @@ class Hub:
         self._tabs: Counter[str] = Counter()  # username -> open sockets (presence)
         self.max_per_user = max_per_user
         self._admitted: Counter[str] = Counter()  # username -> sockets admitted, not yet gone
+        self._last_refusal: dict[str, float] = {}  # username -> when its latest 4429 is due
         self.seq = 0
         self.last_broadcast = 0
         self._lock = asyncio.Lock()
@@ -232,6 +242,21 @@ class Hub:
             return False
         self._admitted[username] += 1
         return True
+
+    def refusal_delay(self, username: str, now: float | None = None) -> float:
+        """Seconds to hold a socket ``admit`` refused before closing it with 4429.
+
+        At least REFUSE_DELAY_S, and one user's refusals are closed REFUSE_SPACING_S apart;
+        0 once REFUSE_HOLD_MAX_S of them are queued (close this one now, hold no more).
+        """
+        now = time.monotonic() if now is None else now
+        if len(self._last_refusal) > 1024:  # forget users whose refusals are all closed
+            self._last_refusal = {u: t for u, t in self._last_refusal.items() if t > now}
+        due = max(now + REFUSE_DELAY_S, self._last_refusal.get(username, 0.0) + REFUSE_SPACING_S)
+        if due - now > REFUSE_HOLD_MAX_S:
+            return 0.0
+        self._last_refusal[username] = due
+        return due - now
 
     def release(self, username: str) -> None:
         """Give back a place taken by ``admit`` (the socket is gone)."""
