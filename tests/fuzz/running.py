@@ -153,22 +153,20 @@ class RunningApp:
         return {r["filename"]: r for records in groups.values() for r in records}
 
     def state(self) -> dict[str, Any]:
-        """What the vault holds: every table a request can change, `main`, the content
-        store and the temp files. Read while no request is in flight."""
+        """What the vault holds: every table a request can change, `main` and the temp
+        files. Read while no request is in flight. Not the content store: an object staged
+        before the write transaction refused the change is harmless by design (it is
+        named by its sha256 and nothing refers to it)."""
         with self.camvault.db.read() as conn:
             state: dict[str, Any] = {
                 table.name: sorted(map(tuple, conn.execute(select(table))), key=repr)
                 for table in STATE_TABLES
             }
-        data = self.camvault.settings.data
+        tmp = self.camvault.settings.tmp_path
         state["main"] = self.camvault.vault.repo.head
-        state["files on disk"] = sorted(
-            str(path.relative_to(data))
-            for folder in (
-                self.camvault.settings.tmp_path,
-                self.camvault.settings.repo_path / "lfs",
-            )
-            for path in folder.rglob("*")
+        state["temp files"] = sorted(
+            str(path.relative_to(tmp))
+            for path in tmp.rglob("*")
             if path.is_file() and path.name != ".lock"
         )
         return state

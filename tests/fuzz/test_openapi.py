@@ -1,6 +1,6 @@
 """Every operation of /api/openapi.json, fuzzed by schemathesis as a user and as an admin:
 no server errors, every answer is what the document says (status, type, schema), and a
-write the server refuses changes nothing (database rows, `main`, content, temp files)."""
+write the server refuses changes nothing (database rows, `main`, temp files)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,9 @@ import asyncio
 import hashlib
 import os
 import random
+import shutil
 import subprocess
+import tempfile
 import time
 import tracemalloc
 from collections.abc import AsyncIterator, Iterator
@@ -410,10 +412,28 @@ def resident_bytes(path: Path) -> int:
     return int(out.strip())
 
 
+@pytest.fixture
+def disk_dir(tmp_dir: Path) -> Iterator[Path]:
+    """A directory on a disk-backed filesystem: on tmpfs (/tmp on some systems) the page
+    cache is the storage, so nothing could be dropped from it."""
+    kind = subprocess.run(
+        ["stat", "-f", "-c", "%T", str(tmp_dir)], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    if kind != "tmpfs":
+        yield tmp_dir
+        return
+    path = Path(tempfile.mkdtemp(prefix="camvault-test-", dir=Path.home()))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.mark.anyio
 async def test_a_large_upload_is_flushed_to_disk_and_leaves_the_page_cache_alone(
-    tmp_dir: Path,
+    disk_dir: Path,
 ) -> None:
+    tmp_dir = disk_dir
     data = content(5 * SYNC_EVERY + 12345)
     upload = await receive(body(("file", "big.mcam", data)), tmp_dir)
     # Written, flushed and dropped as it arrived: none of it is left taking cache memory.
@@ -428,9 +448,9 @@ async def test_a_large_upload_is_flushed_to_disk_and_leaves_the_page_cache_alone
 
 
 @pytest.mark.anyio
-async def test_a_small_upload_stays_cached_for_git_and_the_next_download(tmp_dir: Path) -> None:
+async def test_a_small_upload_stays_cached_for_git_and_the_next_download(disk_dir: Path) -> None:
     data = content(SYNC_EVERY // 2)
-    upload = await receive(body(("file", "O1000.nc", data)), tmp_dir)
+    upload = await receive(body(("file", "O1000.nc", data)), disk_dir)
     assert resident_bytes(upload.tmp_path) == len(data)
     assert upload.tmp_path.read_bytes() == data
 

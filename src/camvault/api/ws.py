@@ -21,6 +21,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from camvault.api.security import Principal, authenticate, get_camvault, origin_allowed
 from camvault.events.frames import PONG, error_frame
 from camvault.events.hub import (
+    CLOSE_GOING_AWAY,
     CLOSE_POLICY,
     CLOSE_SERVER_ERROR,
     CLOSE_TOO_MANY,
@@ -102,9 +103,9 @@ async def live(websocket: WebSocket) -> None:
         await websocket.accept()
         # Said after a pause, and this user's refusals one at a time (Hub.refusal_delay): a
         # client retrying in a tight loop on many connections then costs this event loop a
-        # few handshakes a second, not one per connection.
-        await asyncio.sleep(hub.refusal_delay(user.username))
-        await _close(websocket, CLOSE_TOO_MANY)
+        # few handshakes a second, not one per connection. At shutdown: 1001 at once.
+        await hub.hold_refused(user.username)
+        await _close(websocket, CLOSE_GOING_AWAY if hub.stopped else CLOSE_TOO_MANY)
         return
     try:
         await websocket.accept()

@@ -46,8 +46,8 @@ CLOSE_TOO_MANY = 4429
 # A socket over the limit is held this long before its 4429, and one user's refusals are
 # closed at least REFUSE_SPACING_S apart, however many arrive at once: a client that
 # ignores 4429 and reconnects at once costs a few handshakes a second, not one per socket
-# it keeps open. Past REFUSE_HOLD_MAX_S of queued refusals (150 held sockets) the next is
-# closed at once rather than held: what a user can make the server hold stays bounded.
+# it keeps open. At most REFUSE_HOLD_MAX_S of one user's refusals are queued (about 145
+# sockets); past that, each is held REFUSE_DELAY_S without joining the queue.
 REFUSE_DELAY_S = 1.0
 REFUSE_SPACING_S = 0.2
 REFUSE_HOLD_MAX_S = 30.0
@@ -246,17 +246,23 @@ class Hub:
     def refusal_delay(self, username: str, now: float | None = None) -> float:
         """Seconds to hold a socket ``admit`` refused before closing it with 4429.
 
-        At least REFUSE_DELAY_S, and one user's refusals are closed REFUSE_SPACING_S apart;
-        0 once REFUSE_HOLD_MAX_S of them are queued (close this one now, hold no more).
+        REFUSE_DELAY_S, and one user's refusals are closed REFUSE_SPACING_S apart while at
+        most REFUSE_HOLD_MAX_S of them are queued; past that, REFUSE_DELAY_S again.
         """
         now = time.monotonic() if now is None else now
         if len(self._last_refusal) > 1024:  # forget users whose refusals are all closed
             self._last_refusal = {u: t for u, t in self._last_refusal.items() if t > now}
         due = max(now + REFUSE_DELAY_S, self._last_refusal.get(username, 0.0) + REFUSE_SPACING_S)
         if due - now > REFUSE_HOLD_MAX_S:
-            return 0.0
+            return REFUSE_DELAY_S
         self._last_refusal[username] = due
         return due - now
+
+    async def hold_refused(self, username: str) -> None:
+        """Wait out ``refusal_delay`` for a refused socket, or until the hub stops: a held
+        socket must not keep a shutting-down server waiting."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_requested.wait(), self.refusal_delay(username))
 
     def release(self, username: str) -> None:
         """Give back a place taken by ``admit`` (the socket is gone)."""

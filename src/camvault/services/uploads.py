@@ -148,9 +148,10 @@ class _DurableWriter:
     Flushing as it goes means no single huge fsync at the end for other transactions'
     commits to queue behind (ext4 journals them together). Dropping what is flushed lets a
     large upload reuse a few MiB of page cache instead of taking fresh memory for every
-    byte, and leaves the database's and git's cached pages alone; the hash is taken on the
-    way in, so nothing reads those bytes back. A file that never reached SYNC_EVERY stays
-    cached for git (a plain blob is read once more) and the next download.
+    byte, and leaves the database's and git's cached pages alone. LFS content is never
+    read back (the hash is taken on the way in); a plain-blob file (.nc) is read once more
+    by ``git hash-object``, from disk if it was large, which costs far less than git's
+    compression of it. A file that never reached SYNC_EVERY stays cached.
     """
 
     def __init__(self, fd: int) -> None:
@@ -173,10 +174,13 @@ class _DurableWriter:
         """fsync the file (metadata too) and return the sha256 of everything written."""
         os.fsync(self.fd)
         if self._synced:
+            # The whole file: each stretch dropped on the way left its last partial page.
+            self._synced = 0
             self._drop_synced()
         return self._hash.hexdigest()
 
     def _drop_synced(self) -> None:
+        """Drop what was flushed since the last drop (length 0 would mean "to the end")."""
         if hasattr(os, "posix_fadvise"):
             start, length = self._synced, self.size - self._synced
             os.posix_fadvise(self.fd, start, length, os.POSIX_FADV_DONTNEED)
