@@ -9,11 +9,10 @@ baseline), then while each kind of abuse runs in a separate process:
   (``header_timeout``, ``body_timeout`` / ``body_min_rate``);
 - WebSocket flood: one account opening sockets as fast as it can, 40 attempts in flight;
   ``ws_max_per_user`` admits 20 and closes the rest with 4429 (after a 1 s pause, and
-  that user's refusals 0.2 s apart). The
-  20 admitted sockets are what the setting allows any user (20 open tabs, each sent every
-  change); to tell them from the attempts over the limit, the probe is also measured with
-  exactly those 20 sockets open and nothing more (``ws_tabs``, no goal), and the flood's
-  p99 is compared with that too;
+  that user's refusals 0.2 s apart). The 20 admitted sockets are what the setting allows
+  any user (20 open tabs, each sent every change); to tell them from the attempts over the
+  limit, the probe is also measured with exactly those 20 sockets open and nothing more
+  (``ws_tabs``, no goal), and the flood's p99 is compared with that too;
 - login flood: wrong passwords for "admin", 8 in flight; the rate limit answers 429 (also
   after a 1 s pause).
 
@@ -242,8 +241,9 @@ def main() -> None:
                     ratio99 = during["p99"] / baseline["p99"]
                     rows.append(m.info(f"{kind}: probe p50", during["p50"], "ms",
                                        f"{ratio50:.2f}x baseline"))  # fmt: skip
-                    versus = f"p99 {during['p99']:.1f} ms vs {baseline['p99']:.1f} ms"
-                    versus += f", n={during['n']}"
+                    versus = (
+                        f"p99 {during['p99']:.1f} ms vs {baseline['p99']:.1f} ms, n={during['n']}"
+                    )
                     if kind == "ws_tabs":  # allowed use, the reference for the flood
                         rows.append(m.info(f"{kind}: probe p99 / baseline p99",
                                            round(ratio99, 2), "x", versus))  # fmt: skip
@@ -251,8 +251,7 @@ def main() -> None:
                         rows.append(m.goal_le(f"{kind}: probe p99 / baseline p99",
                                               round(ratio99, 2), 2.0, "x", versus))  # fmt: skip
                     if kind == "ws_flood":
-                        tabs = extra["ws_tabs"]
-                        tabs_p99 = tabs["probe"]["p99"]
+                        tabs_p99 = extra["ws_tabs"]["probe"]["p99"]
                         rows.append(m.ratio(
                             "ws_flood: probe p99 / ws_tabs p99", during["p99"], tabs_p99,
                             f"what the attempts over the limit add to {WS_LIMIT} open tabs",

@@ -127,9 +127,9 @@ def run_fanout(
         time.sleep(1.0)
         log: list[dict[str, Any]] = []
         last_seq = 0
-        pids = [s.pid for s in servers] + [p for f in fleets for p in f.pids]
-        server_cpu0 = sum(_ws.proc_cpu_seconds(s.pid) for s in servers)
         client_pids = [p for f in fleets for p in f.pids]
+        pids = [s.pid for s in servers] + client_pids
+        server_cpu0 = sum(_ws.proc_cpu_seconds(s.pid) for s in servers)
         client_cpu0 = sum(_ws.proc_cpu_seconds(p) for p in client_pids)
         wall0 = time.monotonic()
         with m.CpuMonitor(pids) as cpu:

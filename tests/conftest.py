@@ -78,14 +78,12 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+def database_url(request: pytest.FixtureRequest) -> str | None:
     """None for SQLite in the data dir, or the URL of a fresh PostgreSQL database."""
     if request.param == "sqlite":
-        yield None
-        return
-    assert PG_URL is not None
-    with fresh_postgres_database(PG_URL) as url:
-        yield url
+        return None
+    url: str = request.getfixturevalue("postgres_url")
+    return url
 
 
 @pytest.fixture
