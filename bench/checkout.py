@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -169,8 +170,8 @@ def main() -> None:
             for label, targets, think in variants:
                 if only and not label.startswith(only):
                     continue
-                profiling = m.wants_profile() and m.PySpy.available() and think is None
-                slug = "checkout-" + label.split()[0]
+                profiling = m.wants_profile() and m.PySpy.available()
+                slug = "checkout-" + re.sub(r"[^a-z0-9.]+", "-", label).strip("-")
                 spy = m.PySpy(server.pid, slug) if profiling else nullcontext()
                 single = label == SINGLE
                 users_of = tokens[:1] if single else tokens

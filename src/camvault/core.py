@@ -49,7 +49,7 @@ class Camvault:
             sqlite_synchronous=settings.sqlite_synchronous,
             sqlite_busy_timeout=settings.sqlite_busy_timeout,
         )
-        self.writer = Writer()
+        self.writer = Writer(self.db)
         self.auth = AuthService(
             self.db,
             session_hours=settings.session_hours,

@@ -541,7 +541,7 @@ class VaultService:
             # Others are queued: refuse a lock someone else holds without waiting in line.
             # The writer re-checks, so this read is only a shortcut, never the guarantee.
             await to_thread.run_sync(self._peek_checkout, user, name)
-        return await self.writer.run(self._checkout, user, name, message)
+        return await self.writer.step(self._checkout, user, name, message)
 
     def _peek_checkout(self, user: User, name: str) -> None:
         with self.db.read() as conn:
@@ -554,54 +554,52 @@ class VaultService:
                 f"{row.filename} is checked out by {row.lock_user} since {iso(row.lock_since)}"
             )
 
-    def _checkout(self, user: User, name: str, message: str) -> dict[str, Any]:
-        with self.db.write() as conn:
-            row = self._require_file(conn, name)
-            if row.link_target is not None:
-                raise IsLink(
-                    f"{row.filename} is a link to {row.link_target}: "
-                    f"check out {row.link_target} instead"
-                )
-            if row.lock_user == user.username:
-                return record_from_row(row)
-            self._refuse_if_locked(row, user)
-            since = datetime.now(UTC)
-            conn.execute(
-                insert(locks).values(file_id=row.id, user_id=user.id, since=since, message=message)
+    def _checkout(self, conn: Connection, user: User, name: str, message: str) -> dict[str, Any]:
+        row = self._require_file(conn, name)
+        if row.link_target is not None:
+            raise IsLink(
+                f"{row.filename} is a link to {row.link_target}: "
+                f"check out {row.link_target} instead"
             )
-            # The row read above plus the lock just written: no second query needed.
-            record = {
-                **record_from_row(row),
-                "lock": {"user": user.username, "since": iso(since), "message": message},
-            }
-            append(
-                conn,
-                EventType.FILE_CHECKED_OUT,
-                actor=user.username,
-                filename=row.filename,
-                version=row.version,
-                data={"file": record, "message": message},
-            )
-            return record
+        if row.lock_user == user.username:
+            return record_from_row(row)
+        self._refuse_if_locked(row, user)
+        since = datetime.now(UTC)
+        conn.execute(
+            insert(locks).values(file_id=row.id, user_id=user.id, since=since, message=message)
+        )
+        # The row read above plus the lock just written: no second query needed.
+        record = {
+            **record_from_row(row),
+            "lock": {"user": user.username, "since": iso(since), "message": message},
+        }
+        append(
+            conn,
+            EventType.FILE_CHECKED_OUT,
+            actor=user.username,
+            filename=row.filename,
+            version=row.version,
+            data={"file": record, "message": message},
+        )
+        return record
 
     async def cancel_checkout(self, user: User, name: str) -> dict[str, Any]:
         """Release your lock without a new version."""
-        return await self.writer.run(self._cancel, user, name)
+        return await self.writer.step(self._cancel, user, name)
 
-    def _cancel(self, user: User, name: str) -> dict[str, Any]:
-        with self.db.write() as conn:
-            row = self._require_holder(conn, user, name)
-            conn.execute(delete(locks).where(locks.c.file_id == row.id))
-            record = {**record_from_row(row), "lock": None}
-            append(
-                conn,
-                EventType.FILE_CHECKOUT_CANCELLED,
-                actor=user.username,
-                filename=row.filename,
-                version=row.version,
-                data={"file": record},
-            )
-            return record
+    def _cancel(self, conn: Connection, user: User, name: str) -> dict[str, Any]:
+        row = self._require_holder(conn, user, name)
+        conn.execute(delete(locks).where(locks.c.file_id == row.id))
+        record = {**record_from_row(row), "lock": None}
+        append(
+            conn,
+            EventType.FILE_CHECKOUT_CANCELLED,
+            actor=user.username,
+            filename=row.filename,
+            version=row.version,
+            data={"file": record},
+        )
+        return record
 
     async def break_lock(self, admin: User, name: str, reason: str) -> dict[str, Any]:
         """An admin frees an abandoned lock; the reason reaches the former holder."""
@@ -610,25 +608,24 @@ class VaultService:
         reason = clean_text(reason, "reason")
         if not reason:
             raise BadRequest("breaking a lock needs a reason the holder will see")
-        return await self.writer.run(self._break, admin, name, reason)
+        return await self.writer.step(self._break, admin, name, reason)
 
-    def _break(self, admin: User, name: str, reason: str) -> dict[str, Any]:
-        with self.db.write() as conn:
-            row = self._require_file(conn, name)
-            if row.lock_user is None:
-                raise NotFound(f"{row.filename} is not checked out")
-            holder, since = row.lock_user, iso(row.lock_since)
-            conn.execute(delete(locks).where(locks.c.file_id == row.id))
-            record = record_of(conn, name)
-            append(
-                conn,
-                EventType.FILE_LOCK_BROKEN,
-                actor=admin.username,
-                filename=row.filename,
-                version=row.version,
-                data={"file": record, "holder": holder, "since": since, "reason": reason},
-            )
-            return record
+    def _break(self, conn: Connection, admin: User, name: str, reason: str) -> dict[str, Any]:
+        row = self._require_file(conn, name)
+        if row.lock_user is None:
+            raise NotFound(f"{row.filename} is not checked out")
+        holder, since = row.lock_user, iso(row.lock_since)
+        conn.execute(delete(locks).where(locks.c.file_id == row.id))
+        record = record_of(conn, name)
+        append(
+            conn,
+            EventType.FILE_LOCK_BROKEN,
+            actor=admin.username,
+            filename=row.filename,
+            version=row.version,
+            data={"file": record, "holder": holder, "since": since, "reason": reason},
+        )
+        return record
 
     # --- link files ----------------------------------------------------------------------
 
@@ -679,46 +676,47 @@ class VaultService:
     async def request_unlock(self, user: User, name: str, message: str) -> dict[str, Any]:
         """Ask the holder to release a file: a live NOTIFICATION to them, and an audit entry."""
         message = clean_text(message, "message")
-        return await self.writer.run(self._request_unlock, user, name, message)
+        return await self.writer.step(self._request_unlock, user, name, message)
 
-    def _request_unlock(self, user: User, name: str, message: str) -> dict[str, Any]:
-        with self.db.write() as conn:
-            row = self._require_file(conn, name)
-            if row.lock_user is None:
-                raise NotLocked(f"{row.filename} is not checked out: you can take it yourself")
-            if row.lock_user == user.username:
-                raise NotLocked(f"you hold {row.filename} yourself")
-            recent = conn.execute(
-                select(events.c.seq)
-                .where(
-                    events.c.filename == row.filename,
-                    events.c.type == str(EventType.NOTIFICATION),
-                    events.c.actor == user.username,
-                    events.c.at > datetime.now(UTC) - UNLOCK_REQUEST_INTERVAL,
-                )
-                .limit(1)
-            ).first()
-            if recent is not None:
-                seconds = int(UNLOCK_REQUEST_INTERVAL.total_seconds())
-                raise RateLimited(
-                    f"you asked {row.lock_user} about {row.filename} less than {seconds} s ago",
-                    headers={"Retry-After": str(seconds)},
-                )
-            append(
-                conn,
-                EventType.NOTIFICATION,
-                actor=user.username,
-                filename=row.filename,
-                version=row.version,
-                data={
-                    "to": row.lock_user,
-                    "kind": "unlock_request",
-                    "from": user.username,
-                    "filename": row.filename,
-                    "message": message,
-                },
+    def _request_unlock(
+        self, conn: Connection, user: User, name: str, message: str
+    ) -> dict[str, Any]:
+        row = self._require_file(conn, name)
+        if row.lock_user is None:
+            raise NotLocked(f"{row.filename} is not checked out: you can take it yourself")
+        if row.lock_user == user.username:
+            raise NotLocked(f"you hold {row.filename} yourself")
+        recent = conn.execute(
+            select(events.c.seq)
+            .where(
+                events.c.filename == row.filename,
+                events.c.type == str(EventType.NOTIFICATION),
+                events.c.actor == user.username,
+                events.c.at > datetime.now(UTC) - UNLOCK_REQUEST_INTERVAL,
             )
-            return {"holder": row.lock_user, "filename": row.filename}
+            .limit(1)
+        ).first()
+        if recent is not None:
+            seconds = int(UNLOCK_REQUEST_INTERVAL.total_seconds())
+            raise RateLimited(
+                f"you asked {row.lock_user} about {row.filename} less than {seconds} s ago",
+                headers={"Retry-After": str(seconds)},
+            )
+        append(
+            conn,
+            EventType.NOTIFICATION,
+            actor=user.username,
+            filename=row.filename,
+            version=row.version,
+            data={
+                "to": row.lock_user,
+                "kind": "unlock_request",
+                "from": user.username,
+                "filename": row.filename,
+                "message": message,
+            },
+        )
+        return {"holder": row.lock_user, "filename": row.filename}
 
     # --- revert and delete ----------------------------------------------------------------
 

@@ -10,8 +10,9 @@ one database never interleave a change.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,27 @@ _UNDO = "camvault_undo"
 WRITER_LOCK_KEY = 0x63616D76  # "camv"
 MIGRATION_LOCK_KEY = WRITER_LOCK_KEY + 1
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """A step of ``Database.write_each`` that committed, with what it returned."""
+
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A step of ``Database.write_each`` that did not happen, with why."""
+
+    error: Exception
+
+
+Outcome = Done | Failed
+
+
+class _NothingToCommit(Exception):
+    """Every step failed: roll back rather than commit an empty transaction."""
 
 
 class Database:
@@ -107,6 +129,40 @@ class Database:
                 conn.info.pop(_UNDO, None)
             for hook in self.on_commit:
                 hook()
+
+    def write_each(self, steps: Sequence[Callable[[Connection], Any]]) -> list[Outcome]:
+        """Run ``steps`` in one write transaction, each in a savepoint of its own: a step
+        that raises is undone alone and the others commit together, with one COMMIT (one
+        fsync) for all of them. Returns each step's result or exception, in order; if the
+        transaction itself fails (BEGIN, COMMIT, a lost connection), every step that had
+        not failed on its own gets that error, since none of them happened.
+
+        Only for steps that change nothing but the database: a savepoint cannot take back
+        a git change (``on_rollback``), so a step that registers one fails the whole batch.
+        """
+        outcomes: list[Outcome] = []
+        try:
+            with self.write() as conn:
+                undo: list[Callable[[], None]] = conn.info[_UNDO]
+                for step in steps:
+                    try:
+                        with conn.begin_nested():
+                            result = step(conn)
+                    except Exception as exc:
+                        outcomes.append(Failed(exc))
+                    else:
+                        outcomes.append(Done(result))
+                    if undo:  # a programming error: fail them all, and undo git with them
+                        raise RuntimeError("a step of write_each must not change git")
+                if not any(isinstance(o, Done) for o in outcomes):
+                    raise _NothingToCommit
+        except _NothingToCommit:
+            pass
+        except Exception as exc:
+            done = len(outcomes)
+            outcomes = [o if isinstance(o, Failed) else Failed(exc) for o in outcomes]
+            outcomes += [Failed(exc)] * (len(steps) - done)
+        return outcomes
 
     @staticmethod
     def on_rollback(conn: Connection, undo: Callable[[], None]) -> None:
