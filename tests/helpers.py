@@ -58,6 +58,11 @@ class Vault:
         return await self.login(username)
 
 
+def token_of(client: httpx.AsyncClient) -> str:
+    """The bearer token a client from ``Vault.login`` sends."""
+    return client.headers["authorization"].removeprefix("Bearer ")
+
+
 async def upload(
     client: httpx.AsyncClient,
     name: str,

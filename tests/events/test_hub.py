@@ -7,7 +7,8 @@ import json
 from typing import Any
 
 import pytest
-from helpers import Vault, mcam, upload
+from anyio import to_thread
+from helpers import Vault, mcam, token_of, upload
 from protocol_schema import validate_frame
 from sqlalchemy.exc import OperationalError
 
@@ -16,8 +17,10 @@ from camvault.events.hub import (
     REFUSE_HOLD_MAX_S,
     REFUSE_SPACING_S,
     Connection,
+    Hub,
     Outbox,
 )
+from camvault.store.db import Database, Done
 
 pytestmark = pytest.mark.anyio
 
@@ -31,8 +34,52 @@ async def next_frame(conn: Connection, kind: str, timeout: float = 10.0) -> dict
                 return frame
 
 
+def another_instance(vault: Vault) -> Database:
+    """The same database opened again, as another camvault process would: its writes are
+    not handed to this hub, which learns of them only by reading the log."""
+    return Database(vault.camvault.settings.sqlalchemy_url())
+
+
+async def checkout_elsewhere(vault: Vault, token: str, name: str) -> None:
+    """Check ``name`` out through ``another_instance``."""
+    camvault = vault.camvault
+    user = await to_thread.run_sync(camvault.auth.authenticate, token)
+    assert user is not None
+    other = another_instance(vault)
+    try:
+        [outcome] = await to_thread.run_sync(
+            other.write_each, [lambda conn: camvault.vault._checkout(conn, user, name, "")]
+        )
+    finally:
+        other.dispose()
+    assert isinstance(outcome, Done), outcome
+
+
+def count_reads(hub: Hub) -> list[int]:
+    """Record the hub's reads of the log (each still reads it)."""
+    real = hub._read_events
+    reads: list[int] = []
+
+    def counted(after: int, upto: int | None = None) -> Any:
+        reads.append(after)
+        return real(after, upto)
+
+    hub._read_events = counted  # type: ignore[method-assign]
+    return reads
+
+
+async def quiet_polls(hub: Hub) -> None:
+    """No poll of the log during the test: only what a test does wakes the hub."""
+    hub.poll_interval = 3600.0
+    hub.wake()  # the wait in progress ends and the next one takes the new interval
+    await asyncio.sleep(0.1)
+
+
 async def test_the_live_stream_survives_a_failed_read_of_the_log(vault: Vault) -> None:
     hub = vault.camvault.hub
+    async with await vault.login("admin") as admin:
+        await upload(admin, "1234567.mcam", mcam())
+        token = token_of(admin)
     conn = Connection("admin", "token", 64)
     await hub.attach(conn, None, None)
     await next_frame(conn, "FILE_LIST_UPDATED")
@@ -46,11 +93,72 @@ async def test_the_live_stream_survives_a_failed_read_of_the_log(vault: Vault) -
         return real(after, upto)
 
     hub._read_events = flaky  # type: ignore[method-assign]
-    async with await vault.login("admin") as admin:
-        await upload(admin, "1234567.mcam", mcam())
-        frame = await next_frame(conn, "FILE_UPDATED")
+    # Another instance's change: only a read of the log brings it here.
+    await checkout_elsewhere(vault, token, "1234567.mcam")
+    hub.wake()
+    frame = await next_frame(conn, "FILE_UPDATED")
     assert failures, "the injected failure never happened"
     assert frame["payload"]["file"]["filename"] == "1234567.mcam"
+    assert frame["payload"]["file"]["lock"]["user"] == "admin"
+    hub.detach(conn)
+
+
+async def test_this_process_writes_reach_the_hub_without_a_read_of_the_log(
+    vault: Vault,
+) -> None:
+    hub = vault.camvault.hub
+    async with await vault.login("admin") as admin:
+        await upload(admin, "1234567.mcam", mcam())
+        await asyncio.sleep(0.2)
+        await quiet_polls(hub)
+        conn = Connection("admin", "token", 64)
+        await hub.attach(conn, None, None)
+        await next_frame(conn, "FILE_LIST_UPDATED")
+        reads = count_reads(hub)
+        for _ in range(3):
+            assert (await admin.post("/api/files/1234567.mcam/checkout", json={})).is_success
+            assert (await admin.post("/api/files/1234567.mcam/cancel-checkout")).is_success
+        frames = [await next_frame(conn, "FILE_UPDATED") for _ in range(6)]
+    locks = [f["payload"]["file"]["lock"] for f in frames]
+    assert [lock["user"] if lock else None for lock in locks] == ["admin", None] * 3
+    assert [f["seq"] for f in frames] == list(range(frames[0]["seq"], frames[0]["seq"] + 6))
+    assert reads == [], "the hub read back rows its own process had handed to it"
+    # The same frames as a client replaying from the log gets.
+    replay = Connection("admin", "token", 64)
+    await hub.attach(replay, frames[0]["seq"] - 1, hub.epoch)
+    replayed = [json.loads(replay.queue.get_nowait()) for _ in range(6)]
+    assert [f["payload"] for f in replayed] == [f["payload"] for f in frames]
+    for c in (conn, replay):
+        hub.detach(c)
+
+
+async def test_after_another_instance_wrote_the_hub_reads_the_gap_from_the_log(
+    vault: Vault,
+) -> None:
+    hub = vault.camvault.hub
+    async with await vault.login("admin") as admin:
+        for name in ("1234567.mcam", "7654321.mcam"):
+            await upload(admin, name, mcam())
+        token = token_of(admin)
+        await asyncio.sleep(0.2)
+        await quiet_polls(hub)
+        conn = Connection("admin", "token", 64)
+        await hub.attach(conn, None, None)
+        await next_frame(conn, "FILE_LIST_UPDATED")
+        reads = count_reads(hub)
+        # Not handed over, and no wake: the hub does not know of it yet.
+        await checkout_elsewhere(vault, token, "1234567.mcam")
+        # This one is handed over, but the other instance's row comes before it.
+        assert (await admin.post("/api/files/7654321.mcam/checkout", json={})).is_success
+        first = await next_frame(conn, "FILE_UPDATED")
+        second = await next_frame(conn, "FILE_UPDATED")
+    assert [f["payload"]["file"]["filename"] for f in (first, second)] == [
+        "1234567.mcam",
+        "7654321.mcam",
+    ]
+    assert second["seq"] == first["seq"] + 1
+    assert second["prev"] == first["seq"]
+    assert len(reads) == 1, reads
     hub.detach(conn)
 
 

@@ -2,6 +2,9 @@
 
 The log is the truth. The hub is woken after every committed write (``Database.on_commit``)
 and also polls, so a write made by another process on the same database still arrives.
+A write of this process hands over the rows it appended (``Database.publish``): when they
+follow on from the hub's seq without a gap, the hub fans them out without reading them
+back; after a gap (another process wrote in between) it reads the log, as on a poll.
 Each connection has its own bounded queue (``Outbox``) and writer task: a client that stops
 reading fills only its own queue and is then closed (1013), never delaying the others.
 """
@@ -13,8 +16,9 @@ import contextlib
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from anyio import to_thread
 from sqlalchemy import bindparam, select
@@ -28,7 +32,7 @@ from camvault.events.frames import (
     frames_for,
     snapshot_frame,
 )
-from camvault.events.log import latest_seq
+from camvault.events.log import LoggedEvent, latest_seq
 from camvault.services.snapshot import SnapshotCache
 from camvault.store.db import Database
 from camvault.store.failures import database_failure, describe
@@ -173,6 +177,7 @@ class Hub:
         self.last_broadcast = 0
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        self._handed: list[LoggedEvent] = []  # this process's committed rows, not yet sent
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stopped = False
@@ -210,10 +215,25 @@ class Hub:
         """Read the log now (on the event loop: a notification from another instance)."""
         self._wake.set()
 
-    def wake_threadsafe(self) -> None:
+    def wake_threadsafe(self, published: Sequence[object] = ()) -> None:
+        """After a commit (in the writing thread): take its event rows and wake up."""
+        rows = [item for item in published if isinstance(item, LoggedEvent)]
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._wake.set)
+            loop.call_soon_threadsafe(self._hand_over, rows)
+
+    def _hand_over(self, rows: list[LoggedEvent]) -> None:
+        self._handed += rows
+        self._wake.set()
+
+    def _take_handed(self) -> list[LoggedEvent] | None:
+        """The handed-over rows if they are exactly the next ones after ``seq``, else None
+        (nothing handed over, or a gap: rows of another process come first)."""
+        handed, self._handed = self._handed, []
+        rows = sorted((r for r in handed if r.seq > self.seq), key=lambda r: r.seq)
+        if not rows or any(r.seq != self.seq + i for i, r in enumerate(rows, 1)):
+            return None
+        return rows
 
     def newest_seq(self) -> int:
         """The newest seq in the database (blocking): with ``seq``, this instance's lag."""
@@ -341,7 +361,7 @@ class Hub:
             query, params = _EVENTS_UPTO, {"after": after, "upto": upto}
         with self.db.read() as conn:
             rows = conn.execute(query, params).all()
-        return [frames_for(r.seq, r.type, r.actor, r.filename, r.data) for r in rows]
+        return _frames_of(rows)
 
     def _deliver(self, conn: Connection, frames: EventFrames, prev: int) -> int:
         """Send one event's frames to one connection (replay); returns the new prev."""
@@ -387,17 +407,24 @@ class Hub:
 
     async def _drain(self) -> None:
         async with self._lock:
+            handed = self._take_handed()
+            if handed is not None:
+                await self._send_all(_frames_of(handed))
+                return
             while True:
                 batch = await to_thread.run_sync(self._read_events, self.seq)
-                for frames in batch:
-                    self._fan_out(frames)
-                    if frames.config_changed:
-                        await self._config_changed(frames)
-                    if len(batch) > 1:
-                        # A burst: let the writer tasks empty the queues between events.
-                        await asyncio.sleep(0)
+                await self._send_all(batch)
                 if len(batch) < PAGE:
                     break
+
+    async def _send_all(self, batch: list[EventFrames]) -> None:
+        for frames in batch:
+            self._fan_out(frames)
+            if frames.config_changed:
+                await self._config_changed(frames)
+            if len(batch) > 1:
+                # A burst: let the writer tasks empty the queues between events.
+                await asyncio.sleep(0)
 
     def _fan_out(self, frames: EventFrames) -> None:
         broadcast = None
@@ -477,3 +504,8 @@ class Hub:
         for conn in list(self.connections):
             if conn.token == token:
                 conn.close(CLOSE_POLICY)
+
+
+def _frames_of(rows: Sequence[Any]) -> list[EventFrames]:
+    """Frames for event rows, read from the log or handed over (``LoggedEvent``)."""
+    return [frames_for(r.seq, r.type, r.actor, r.filename, r.data) for r in rows]

@@ -7,13 +7,16 @@ saved seq comes from another database that it must take a fresh snapshot.
 
 from __future__ import annotations
 
+import json
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, text
 
+from camvault.store.db import Database
 from camvault.store.models import events, meta
 
 # The LISTEN/NOTIFY channel that announces new events on PostgreSQL.
@@ -44,6 +47,17 @@ class EventType(StrEnum):
     MIRROR_FAILED = "mirror.failed"
 
 
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    """An event row as a reader of the log gets it back (``data`` decoded from its JSON)."""
+
+    seq: int
+    type: str
+    actor: str | None
+    filename: str | None
+    data: dict[str, Any]
+
+
 # Built once (a statement caches its own cache key); the values are bound per call.
 _INSERT_EVENT = insert(events).returning(events.c.seq)
 
@@ -58,7 +72,12 @@ def append(
     data: dict[str, Any] | None = None,
     at: datetime | None = None,
 ) -> int:
-    """Append one event in the caller's (write) transaction and return its seq."""
+    """Append one event in the caller's (write) transaction and return its seq.
+
+    The row is also published (``Database.publish``): once the transaction commits, the
+    hub fans it out from there instead of reading it back.
+    """
+    data = data or {}
     result = conn.execute(
         _INSERT_EVENT,
         {
@@ -67,10 +86,14 @@ def append(
             "type": str(type_),
             "filename": filename,
             "version": version,
-            "data": data or {},
+            "data": data,
         },
     )
     seq = int(result.scalar_one())
+    # Through JSON, as the column stores it: the same values a reader of the row gets,
+    # and no dict shared with the caller, who may still change its own.
+    stored = json.loads(json.dumps(data))
+    Database.publish(conn, LoggedEvent(seq, str(type_), actor, filename, stored))
     if conn.dialect.name == "postgresql":
         # Delivered when this transaction commits, never before: other instances' hubs
         # wake and read the log (see events/listener.py). The seq is only a hint.

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -204,7 +205,7 @@ class MirrorService:
     def wake(self) -> None:
         self._kick.set()
 
-    def wake_threadsafe(self) -> None:
+    def wake_threadsafe(self, _published: Sequence[object] = ()) -> None:
         loop = self._loop
         if self._active and loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._wake.set)

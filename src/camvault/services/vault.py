@@ -537,15 +537,7 @@ class VaultService:
     async def checkout(self, user: User, name: str, message: str) -> dict[str, Any]:
         """Take the exclusive lock; taking a lock you already hold changes nothing."""
         message = clean_text(message, "message")
-        if self.writer.busy:
-            # Others are queued: refuse a lock someone else holds without waiting in line.
-            # The writer re-checks, so this read is only a shortcut, never the guarantee.
-            await to_thread.run_sync(self._peek_checkout, user, name)
         return await self.writer.step(self._checkout, user, name, message)
-
-    def _peek_checkout(self, user: User, name: str) -> None:
-        with self.db.read() as conn:
-            self._refuse_if_locked(self._require_file(conn, name), user)
 
     @staticmethod
     def _refuse_if_locked(row: Any, user: User) -> None:

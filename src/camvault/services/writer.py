@@ -48,12 +48,6 @@ class Writer:
         self.db = db
         self._queue: deque[_Job] = deque()
         self._drainer: asyncio.Task[None] | None = None
-        self._running = False
-
-    @property
-    def busy(self) -> bool:
-        """Whether a write is running or queued (so a new one would wait)."""
-        return self._running or bool(self._queue)
 
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn`` alone in the writer's turn; it opens its own transaction(s)."""
@@ -99,11 +93,8 @@ class Writer:
         try:
             while self._queue:
                 batch = self._next_batch()
-                self._running = True
                 _settle(batch, await self._execute(batch))
-                self._running = False
         finally:
-            self._running = False
             # Reached with jobs left only if the drainer failed or was cancelled (its loop
             # is going away): nobody will run them, so their callers must not wait forever.
             for job in [*batch, *self._queue]:

@@ -31,6 +31,7 @@ from camvault.store.failures import mark_outcome_unknown
 
 log = logging.getLogger("camvault.db")
 _UNDO = "camvault_undo"
+_PUBLISHED = "camvault_published"
 # Arbitrary constant naming camvault's writer lock among PostgreSQL advisory locks.
 WRITER_LOCK_KEY = 0x63616D76  # "camv"
 MIGRATION_LOCK_KEY = WRITER_LOCK_KEY + 1
@@ -89,8 +90,9 @@ class Database:
                 connect_args={"connect_timeout": 5},
                 hide_parameters=True,
             )
-        # Called (in the writing thread) after every committed write: the live hub's wake-up.
-        self.on_commit: list[Callable[[], None]] = []
+        # Called (in the writing thread) after every committed write with what the write
+        # published (``publish``): the live hub's wake-up.
+        self.on_commit: list[Callable[[Sequence[object]], None]] = []
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -108,6 +110,9 @@ class Database:
         with self.engine.connect().execution_options(**options) as conn:
             undo: list[Callable[[], None]] = []
             conn.info[_UNDO] = undo
+            # conn.info belongs to the pooled DBAPI connection: set anew for every write.
+            published: list[object] = []
+            conn.info[_PUBLISHED] = published
             try:
                 transaction = conn.begin()
                 try:
@@ -127,8 +132,9 @@ class Database:
                     raise
             finally:
                 conn.info.pop(_UNDO, None)
+                conn.info.pop(_PUBLISHED, None)
             for hook in self.on_commit:
-                hook()
+                hook(published)
 
     def write_each(self, steps: Sequence[Callable[[Connection], Any]]) -> list[Outcome]:
         """Run ``steps`` in one write transaction, each in a savepoint of its own: a step
@@ -140,15 +146,24 @@ class Database:
         Only for steps that change nothing but the database: a savepoint cannot take back
         a git change (``on_rollback``), so a step that registers one fails the whole batch.
         """
+        if len(steps) == 1:  # no savepoint needed: its failure is the transaction's
+            try:
+                with self.write() as conn:
+                    return [Done(steps[0](conn))]
+            except Exception as exc:
+                return [Failed(exc)]
         outcomes: list[Outcome] = []
         try:
             with self.write() as conn:
                 undo: list[Callable[[], None]] = conn.info[_UNDO]
+                published: list[object] = conn.info[_PUBLISHED]
                 for step in steps:
+                    kept = len(published)
                     try:
                         with conn.begin_nested():
                             result = step(conn)
                     except Exception as exc:
+                        del published[kept:]  # rolled back with its savepoint
                         outcomes.append(Failed(exc))
                     else:
                         outcomes.append(Done(result))
@@ -163,6 +178,15 @@ class Database:
             outcomes = [o if isinstance(o, Failed) else Failed(exc) for o in outcomes]
             outcomes += [Failed(exc)] * (len(steps) - done)
         return outcomes
+
+    @staticmethod
+    def publish(conn: Connection, item: object) -> None:
+        """Hand ``item`` to the ``on_commit`` hooks if, and once, the write transaction of
+        ``conn`` commits: the event rows it appended, so the hub need not read them back.
+        Outside ``write`` (a restore's own transaction) there are no hooks: nothing to do."""
+        published: list[object] | None = conn.info.get(_PUBLISHED)
+        if published is not None:
+            published.append(item)
 
     @staticmethod
     def on_rollback(conn: Connection, undo: Callable[[], None]) -> None:
