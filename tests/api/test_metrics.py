@@ -66,6 +66,8 @@ async def test_every_answer_carries_a_request_id(vault: Vault) -> None:
     async with vault.client() as anon:
         fresh = await anon.get("/api/health")
         assert re.fullmatch(r"[0-9a-f]{16}", fresh.headers["x-request-id"])
+        again = await anon.get("/api/health")
+        assert again.headers["x-request-id"] != fresh.headers["x-request-id"]
         given = await anon.get("/api/health", headers={"X-Request-ID": "nginx-42.abc"})
         assert given.headers["x-request-id"] == "nginx-42.abc"
         hostile = await anon.get("/api/health", headers={"X-Request-ID": "a\\nb c" * 20})

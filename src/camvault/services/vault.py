@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from anyio import to_thread
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from camvault.errors import (
     BadContent,
@@ -124,6 +124,11 @@ def next_revision(current: str | None, *, major: bool) -> str:
         return "1.0"
     major_n, minor_n = (int(part) for part in current.split(".", 1))
     return f"{major_n + 1}.0" if major else f"{major_n}.{minor_n + 1}"
+
+
+# Built once (a statement caches its own cache key): lock operations are the hot path.
+_TAKE_LOCK = insert(locks)
+_RELEASE_LOCK = delete(locks).where(locks.c.file_id == bindparam("file_id"))
 
 
 class VaultService:
@@ -524,7 +529,7 @@ class VaultService:
         )  # fmt: skip
         file_id = index_commit(conn, info, file_id=file_id, description=description)
         if release_lock:
-            conn.execute(delete(locks).where(locks.c.file_id == file_id))
+            conn.execute(_RELEASE_LOCK, {"file_id": file_id})
         set_meta(conn, "git_head", commit)
         return record_of(conn, name)
 
@@ -558,7 +563,7 @@ class VaultService:
         self._refuse_if_locked(row, user)
         since = datetime.now(UTC)
         conn.execute(
-            insert(locks).values(file_id=row.id, user_id=user.id, since=since, message=message)
+            _TAKE_LOCK, {"file_id": row.id, "user_id": user.id, "since": since, "message": message}
         )
         # The row read above plus the lock just written: no second query needed.
         record = {
@@ -581,7 +586,7 @@ class VaultService:
 
     def _cancel(self, conn: Connection, user: User, name: str) -> dict[str, Any]:
         row = self._require_holder(conn, user, name)
-        conn.execute(delete(locks).where(locks.c.file_id == row.id))
+        conn.execute(_RELEASE_LOCK, {"file_id": row.id})
         record = {**record_from_row(row), "lock": None}
         append(
             conn,
@@ -607,7 +612,7 @@ class VaultService:
         if row.lock_user is None:
             raise NotFound(f"{row.filename} is not checked out")
         holder, since = row.lock_user, iso(row.lock_since)
-        conn.execute(delete(locks).where(locks.c.file_id == row.id))
+        conn.execute(_RELEASE_LOCK, {"file_id": row.id})
         record = record_of(conn, name)
         append(
             conn,
