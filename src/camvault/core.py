@@ -125,7 +125,7 @@ class Camvault:
         )
         await self._hub.start()
         if not self.db.is_sqlite:
-            self.listener = NotifyListener(libpq_dsn(self.db.url), self._hub.wake)
+            self.listener = NotifyListener(libpq_dsn(self.db.url), self._hub.notified)
             await self.listener.start()
         await self.mirror.start()
 

@@ -20,6 +20,7 @@ from camvault.events.hub import (
     Hub,
     Outbox,
 )
+from camvault.events.listener import parse_note
 from camvault.store.db import Database, Done
 
 pytestmark = pytest.mark.anyio
@@ -245,3 +246,9 @@ async def test_a_held_refusal_ends_as_soon_as_the_hub_stops(vault: Vault) -> Non
     assert not held.done()
     await hub.stop()
     await asyncio.wait_for(held, 1.0)
+
+
+def test_a_notification_names_its_seq_and_the_instance_that_wrote_it() -> None:
+    assert parse_note("12 ab12cd34") == (12, "ab12cd34")
+    assert parse_note("12") == (12, None)  # an older camvault: read the log as before
+    assert parse_note("") == (None, None)

@@ -27,11 +27,12 @@ NAMES = [f"{1000000 + i}.mcam" for i in range(8)]
 
 @contextmanager
 def counting_commits(db: Database) -> Iterator[list[int]]:
-    """How many transactions commit meanwhile (savepoints released do not count)."""
+    """How many write transactions commit meanwhile (not reads, nor released savepoints)."""
     commits: list[int] = []
 
-    def on_commit(_conn: Connection) -> None:
-        commits.append(1)
+    def on_commit(conn: Connection) -> None:
+        if conn.get_execution_options().get("camvault_write"):
+            commits.append(1)
 
     event.listen(db.engine, "commit", on_commit)
     try:

@@ -178,6 +178,7 @@ class Hub:
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._handed: list[LoggedEvent] = []  # this process's committed rows, not yet sent
+        self._read_wanted = False  # a poll or a notification: read the log, whatever was handed
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stopped = False
@@ -213,7 +214,15 @@ class Hub:
 
     def wake(self) -> None:
         """Read the log now (on the event loop: a notification from another instance)."""
+        self._read_wanted = True
         self._wake.set()
+
+    def notified(self, seq: int | None, origin: str | None) -> None:
+        """A NOTIFY for ``seq`` written by ``origin`` (None: unknown): read the log, unless
+        this process wrote it (its rows are handed over) or it was sent already."""
+        if origin == self.db.origin or (seq is not None and seq <= self.seq):
+            return
+        self.wake()
 
     def wake_threadsafe(self, published: Sequence[object] = ()) -> None:
         """After a commit (in the writing thread): take its event rows and wake up."""
@@ -227,11 +236,11 @@ class Hub:
         self._wake.set()
 
     def _take_handed(self) -> list[LoggedEvent] | None:
-        """The handed-over rows if they are exactly the next ones after ``seq``, else None
-        (nothing handed over, or a gap: rows of another process come first)."""
+        """The handed-over rows not sent yet, if they are exactly the next ones after
+        ``seq``; None after a gap (rows of another process come first)."""
         handed, self._handed = self._handed, []
         rows = sorted((r for r in handed if r.seq > self.seq), key=lambda r: r.seq)
-        if not rows or any(r.seq != self.seq + i for i, r in enumerate(rows, 1)):
+        if any(r.seq != self.seq + i for i, r in enumerate(rows, 1)):
             return None
         return rows
 
@@ -378,8 +387,10 @@ class Hub:
     async def _tail(self) -> None:
         failures = 0
         while not self._stop_requested.is_set():
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            except TimeoutError:
+                self._read_wanted = True  # the poll: another process may have written
             self._wake.clear()
             if self._stop_requested.is_set():
                 return
@@ -389,6 +400,7 @@ class Hub:
                 # The database went away for a moment, or a row is malformed: live updates
                 # must not stop for good. Log it, back off, and retry from self.seq.
                 failures += 1
+                self._read_wanted = True  # what was handed over is read from the log instead
                 self.log_failure(exc, f"live hub could not read the event log (attempt {failures})")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
@@ -408,9 +420,10 @@ class Hub:
     async def _drain(self) -> None:
         async with self._lock:
             handed = self._take_handed()
-            if handed is not None:
+            if handed is not None and not self._read_wanted:
                 await self._send_all(_frames_of(handed))
                 return
+            self._read_wanted = False
             while True:
                 batch = await to_thread.run_sync(self._read_events, self.seq)
                 await self._send_all(batch)

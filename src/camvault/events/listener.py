@@ -26,6 +26,12 @@ from camvault.events.log import CHANNEL
 log = logging.getLogger("camvault.listener")
 
 
+def parse_note(payload: str) -> tuple[int | None, str | None]:
+    """``"<seq> <origin>"`` (an older camvault sends only the seq) as (seq, origin)."""
+    seq, _, origin = payload.partition(" ")
+    return (int(seq) if seq.isdigit() else None), (origin or None)
+
+
 def libpq_dsn(sqlalchemy_url: str) -> str:
     """The libpq form of a ``postgresql+psycopg://`` SQLAlchemy URL."""
     url = make_url(sqlalchemy_url).set(drivername="postgresql")
@@ -33,9 +39,16 @@ def libpq_dsn(sqlalchemy_url: str) -> str:
 
 
 class NotifyListener:
-    """LISTENs on the events channel and calls ``wake`` (on the event loop) for each note."""
+    """LISTENs on the events channel and calls ``wake`` (on the event loop) for each note,
+    with the seq and the writer's origin it names (None, None after a reconnect)."""
 
-    def __init__(self, dsn: str, wake: Callable[[], None], *, max_backoff: float = 10.0) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        wake: Callable[[int | None, str | None], None],
+        *,
+        max_backoff: float = 10.0,
+    ) -> None:
         self.dsn = dsn
         self.wake = wake
         self.max_backoff = max_backoff
@@ -89,7 +102,7 @@ class NotifyListener:
             await conn.execute(f"LISTEN {CHANNEL}")
             self.connected.set()
             # Whatever was written while nobody listened: the hub reads it from the log now.
-            self.wake()
-            async for _note in conn.notifies():
-                self.wake()
+            self.wake(None, None)
+            async for note in conn.notifies():
+                self.wake(*parse_note(note.payload))
         raise psycopg.OperationalError("the listening connection closed")

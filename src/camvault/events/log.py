@@ -96,10 +96,10 @@ def append(
     Database.publish(conn, LoggedEvent(seq, str(type_), actor, filename, stored))
     if conn.dialect.name == "postgresql":
         # Delivered when this transaction commits, never before: other instances' hubs
-        # wake and read the log (see events/listener.py). The seq is only a hint.
-        conn.execute(
-            text("SELECT pg_notify(:channel, :seq)"), {"channel": CHANNEL, "seq": str(seq)}
-        )
+        # wake and read the log (see events/listener.py). "<seq> <origin>": the seq is a
+        # hint, and the writer's own hub, which the rows are handed to, skips its own.
+        payload = f"{seq} {Database.origin_of(conn) or '-'}"
+        conn.execute(text("SELECT pg_notify(:channel, :p)"), {"channel": CHANNEL, "p": payload})
     return seq
 
 

@@ -10,6 +10,7 @@ one database never interleave a change.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from camvault.store.failures import mark_outcome_unknown
 log = logging.getLogger("camvault.db")
 _UNDO = "camvault_undo"
 _PUBLISHED = "camvault_published"
+_ORIGIN = "camvault_origin"
 # Arbitrary constant naming camvault's writer lock among PostgreSQL advisory locks.
 WRITER_LOCK_KEY = 0x63616D76  # "camv"
 MIGRATION_LOCK_KEY = WRITER_LOCK_KEY + 1
@@ -90,6 +92,8 @@ class Database:
                 connect_args={"connect_timeout": 5},
                 hide_parameters=True,
             )
+        # Names this process's writes among those of other instances on the same database.
+        self.origin = secrets.token_hex(4)
         # Called (in the writing thread) after every committed write with what the write
         # published (``publish``): the live hub's wake-up.
         self.on_commit: list[Callable[[Sequence[object]], None]] = []
@@ -113,6 +117,7 @@ class Database:
             # conn.info belongs to the pooled DBAPI connection: set anew for every write.
             published: list[object] = []
             conn.info[_PUBLISHED] = published
+            conn.info[_ORIGIN] = self.origin
             try:
                 transaction = conn.begin()
                 try:
@@ -133,6 +138,7 @@ class Database:
             finally:
                 conn.info.pop(_UNDO, None)
                 conn.info.pop(_PUBLISHED, None)
+                conn.info.pop(_ORIGIN, None)
             for hook in self.on_commit:
                 hook(published)
 
@@ -187,6 +193,12 @@ class Database:
         published: list[object] | None = conn.info.get(_PUBLISHED)
         if published is not None:
             published.append(item)
+
+    @staticmethod
+    def origin_of(conn: Connection) -> str | None:
+        """The ``origin`` of the Database whose ``write`` ``conn`` is in (None outside)."""
+        origin: str | None = conn.info.get(_ORIGIN)
+        return origin
 
     @staticmethod
     def on_rollback(conn: Connection, undo: Callable[[], None]) -> None:
