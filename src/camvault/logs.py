@@ -9,7 +9,6 @@ a log line: settings hold them as ``SecretStr`` and the code never formats them.
 from __future__ import annotations
 
 import contextvars
-import itertools
 import logging
 import re
 import secrets
@@ -65,20 +64,13 @@ class RequestIdMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        # A fresh id is this instance's random prefix and a count (16 hex digits): unique
-        # across instances without a call into the kernel's random source per request.
-        self._prefix = secrets.token_hex(4)
-        self._count = itertools.count()
-
-    def new_id(self) -> str:
-        return f"{self._prefix}{next(self._count) & 0xFFFFFFFF:08x}"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
-        rid = given if _VALID_ID.fullmatch(given) else self.new_id()
+        rid = given if _VALID_ID.fullmatch(given) else secrets.token_hex(8)
         token = request_id.set(rid)
 
         async def send_with_id(message: Message) -> None:

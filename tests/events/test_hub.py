@@ -147,6 +147,8 @@ async def test_after_another_instance_wrote_the_hub_reads_the_gap_from_the_log(
         await hub.attach(conn, None, None)
         await next_frame(conn, "FILE_LIST_UPDATED")
         reads = count_reads(hub)
+        if vault.camvault.listener is not None:
+            await vault.camvault.listener.stop()  # its NOTIFY would wake the hub: no gap
         # Not handed over, and no wake: the hub does not know of it yet.
         await checkout_elsewhere(vault, token, "1234567.mcam")
         # This one is handed over, but the other instance's row comes before it.
@@ -246,6 +248,53 @@ async def test_a_held_refusal_ends_as_soon_as_the_hub_stops(vault: Vault) -> Non
     assert not held.done()
     await hub.stop()
     await asyncio.wait_for(held, 1.0)
+
+
+async def test_commits_of_this_process_do_not_put_off_the_poll(vault: Vault) -> None:
+    hub = vault.camvault.hub
+    async with await vault.login("admin") as admin:
+        await upload(admin, "1234567.mcam", mcam())
+        token = token_of(admin)
+    if vault.camvault.listener is not None:
+        await vault.camvault.listener.stop()  # only the poll may bring the other's change
+    hub.poll_interval = 0.5
+    conn = Connection("admin", "token", 64)
+    await hub.attach(conn, None, None)
+    await next_frame(conn, "FILE_LIST_UPDATED")
+    await checkout_elsewhere(vault, token, "1234567.mcam")
+    # Meanwhile this process commits every 0.1 s (writes without events): each wakes the
+    # hub, more often than it polls.
+    busy = True
+
+    async def commit_often() -> None:
+        while busy:
+            await vault.camvault.writer.step(lambda _conn: None)
+            await asyncio.sleep(0.1)
+
+    committing = asyncio.ensure_future(commit_often())
+    try:
+        frame = await next_frame(conn, "FILE_UPDATED", timeout=3.0)
+    finally:
+        busy = False
+        await committing
+    assert frame["payload"]["file"]["lock"]["user"] == "admin"
+    hub.detach(conn)
+
+
+async def test_a_notification_wakes_the_hub_only_for_another_instance_news(
+    vault: Vault,
+) -> None:
+    hub = vault.camvault.hub
+    await quiet_polls(hub)
+    hub._read_wanted = False
+    hub.notified(hub.seq + 1, hub.db.origin)  # ours: handed over, never read back
+    hub.notified(hub.seq, "another")  # sent already
+    assert not hub._read_wanted
+    hub.notified(hub.seq + 1, "another")
+    assert hub._read_wanted
+    hub._read_wanted = False
+    hub.notified(None, None)  # after a reconnect, or from an older camvault
+    assert hub._read_wanted
 
 
 def test_a_notification_names_its_seq_and_the_instance_that_wrote_it() -> None:

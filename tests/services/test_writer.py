@@ -7,17 +7,18 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from anyio import to_thread
 from helpers import Vault, mcam, token_of, upload
-from sqlalchemy import Connection, event, select
+from sqlalchemy import Connection, event, select, text
 
 from camvault.events.log import EventType, LoggedEvent, append
-from camvault.services.writer import Writer
-from camvault.store.db import Database
+from camvault.services.writer import Writer, WriterStopped
+from camvault.store.db import Database, Done, Failed
 from camvault.store.models import events
 
 pytestmark = pytest.mark.anyio
@@ -199,3 +200,57 @@ async def test_a_caller_gone_mid_write_waits_for_it_and_it_stays_written(vault: 
     with camvault.db.read() as conn:
         newest = conn.execute(select(events.c.type).order_by(events.c.seq.desc())).first()
     assert newest is not None and newest.type == str(EventType.NOTIFICATION)
+
+
+async def test_a_drainer_that_stops_fails_the_writes_still_queued(vault: Vault) -> None:
+    writer = vault.camvault.writer
+    ran: list[int] = []
+    async with writer_held(writer) as queued:
+        waiting = asyncio.ensure_future(writer.step(lambda _conn: ran.append(1)))
+        await queued(1)
+        assert writer._drainer is not None
+        writer._drainer.cancel()  # as when the server's loop goes away
+    with pytest.raises(WriterStopped):
+        await waiting
+    assert ran == []
+    # The next write starts a drainer again.
+    async with await vault.login("admin") as admin:
+        assert (await upload(admin, NAMES[0], mcam())).status_code == 201
+
+
+def test_an_error_that_ends_the_sqlite_transaction_fails_the_whole_batch(tmp_path: Path) -> None:
+    """SQLite ends the whole transaction on a full disk, not just the failed statement:
+    the steps before must not be reported done (they are gone) nor those after committed
+    on their own."""
+    db = Database(f"sqlite:///{tmp_path / 'full.db'}")
+    try:
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x TEXT)")
+            conn.exec_driver_sql("CREATE TABLE big (x BLOB)")
+            pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+
+        @event.listens_for(db.engine, "connect")
+        def small_disk(dbapi: Any, _record: Any) -> None:
+            dbapi.execute(f"PRAGMA max_page_count={pages + 3}")
+
+        db.engine.dispose()
+
+        def row(tag: str) -> Callable[[Connection], str]:
+            def step(conn: Connection) -> str:
+                conn.execute(text("INSERT INTO t VALUES (:x)"), {"x": tag})
+                return tag
+
+            return step
+
+        def fill(conn: Connection) -> None:
+            conn.execute(text("INSERT INTO big VALUES (:x)"), {"x": b"x" * 100_000})
+
+        outcomes = db.write_each([row("a"), fill, row("c"), row("d")])
+        assert [type(o) for o in outcomes] == [Failed] * 4, outcomes
+        assert all(isinstance(o, Failed) and "full" in str(o.error) for o in outcomes)
+        with db.read() as conn:
+            assert conn.execute(text("SELECT x FROM t")).all() == []
+        # The transaction was not left open: the next batch commits normally.
+        assert [type(o) for o in db.write_each([row("e"), row("f")])] == [Done, Done]
+    finally:
+        db.dispose()

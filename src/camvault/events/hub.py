@@ -179,6 +179,7 @@ class Hub:
         self._wake = asyncio.Event()
         self._handed: list[LoggedEvent] = []  # this process's committed rows, not yet sent
         self._read_wanted = False  # a poll or a notification: read the log, whatever was handed
+        self._last_read = time.monotonic()  # the poll is due poll_interval after the last read
         self._tasks: list[asyncio.Task[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stopped = False
@@ -387,11 +388,13 @@ class Hub:
     async def _tail(self) -> None:
         failures = 0
         while not self._stop_requested.is_set():
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-            except TimeoutError:
-                self._read_wanted = True  # the poll: another process may have written
             self._wake.clear()
+            if time.monotonic() - self._last_read >= self.poll_interval:
+                # The poll (another process may have written): due by the clock, so a
+                # stream of this process's own commits cannot put it off.
+                self._read_wanted = True
             if self._stop_requested.is_set():
                 return
             try:
@@ -424,6 +427,7 @@ class Hub:
                 await self._send_all(_frames_of(handed))
                 return
             self._read_wanted = False
+            self._last_read = time.monotonic()
             while True:
                 batch = await to_thread.run_sync(self._read_events, self.seq)
                 await self._send_all(batch)

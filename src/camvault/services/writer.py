@@ -14,6 +14,8 @@ Across processes the database's write transaction (``Database.write``) does the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,12 +27,17 @@ from sqlalchemy import Connection
 
 from camvault.store.db import Database, Done, Failed, Outcome
 
+log = logging.getLogger("camvault.writer")
 P = ParamSpec("P")
 T = TypeVar("T")
 
 # A bound on one group commit, so one transaction's savepoints stay few and the first
 # step's caller does not wait on a long tail of others.
 MAX_STEPS_PER_COMMIT = 64
+
+
+class WriterStopped(RuntimeError):
+    """The writer stopped (its event loop is going away) before this write ran."""
 
 
 @dataclass(eq=False)
@@ -68,11 +75,14 @@ class Writer:
 
     async def _submit(self, job: _Job) -> Any:
         loop = asyncio.get_running_loop()
+        drainer = self._drainer
+        if drainer is not None and not drainer.done() and drainer.get_loop() is not loop:
+            raise RuntimeError("the writer is still draining on another event loop")
         job.future = loop.create_future()
         self._queue.append(job)
-        drainer = self._drainer
-        if drainer is None or drainer.done() or drainer.get_loop() is not loop:
+        if drainer is None or drainer.done():
             self._drainer = loop.create_task(self._drain(), name="camvault-writer")
+            self._drainer.add_done_callback(_report_failure)
         try:
             return await asyncio.shield(job.future)
         except asyncio.CancelledError:
@@ -80,7 +90,8 @@ class Writer:
             # never will; one that has runs to its end before the caller's cancel goes on,
             # as the caller's task is what the server waits for at shutdown.
             if not job.started:
-                self._queue.remove(job)
+                with contextlib.suppress(ValueError):  # gone already if the drainer stopped
+                    self._queue.remove(job)
                 job.future.cancel()
                 raise
             await asyncio.wait([job.future])
@@ -97,9 +108,10 @@ class Writer:
         finally:
             # Reached with jobs left only if the drainer failed or was cancelled (its loop
             # is going away): nobody will run them, so their callers must not wait forever.
+            # They get an error of their own, not a CancelledError they did not cause.
             for job in [*batch, *self._queue]:
                 if not job.future.done():
-                    job.future.cancel()
+                    job.future.set_exception(WriterStopped("the writer stopped before this"))
             self._queue.clear()
 
     def _next_batch(self) -> list[_Job]:
@@ -147,3 +159,9 @@ def _settle(batch: list[_Job], outcomes: list[Outcome]) -> None:
             job.future.set_result(outcome.value)
         else:
             job.future.set_exception(outcome.error)
+
+
+def _report_failure(drainer: asyncio.Task[None]) -> None:
+    """A drainer that failed has failed its jobs too; the reason belongs in the log."""
+    if not drainer.cancelled() and (exc := drainer.exception()) is not None:
+        log.error("the writer stopped", exc_info=exc)

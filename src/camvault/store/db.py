@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -140,43 +141,40 @@ class Database:
                 conn.info.pop(_PUBLISHED, None)
                 conn.info.pop(_ORIGIN, None)
             for hook in self.on_commit:
-                hook(published)
+                # The write is committed: a wake-up that fails (a loop closing at shutdown)
+                # must not make it look failed to its caller. The hub's poll still finds it.
+                try:
+                    hook(published)
+                except Exception:
+                    log.exception("a hook after a committed write failed")
 
     def write_each(self, steps: Sequence[Callable[[Connection], Any]]) -> list[Outcome]:
         """Run ``steps`` in one write transaction, each in a savepoint of its own: a step
         that raises is undone alone and the others commit together, with one COMMIT (one
         fsync) for all of them. Returns each step's result or exception, in order; if the
-        transaction itself fails (BEGIN, COMMIT, a lost connection), every step that had
-        not failed on its own gets that error, since none of them happened.
+        transaction itself fails (BEGIN, COMMIT, a lost connection, an error after which
+        the database ended the whole transaction, as SQLite does on a full disk), every
+        step that had not failed on its own gets that error, since none of them happened.
 
         Only for steps that change nothing but the database: a savepoint cannot take back
         a git change (``on_rollback``), so a step that registers one fails the whole batch.
         """
-        if len(steps) == 1:  # no savepoint needed: its failure is the transaction's
-            try:
-                with self.write() as conn:
-                    return [Done(steps[0](conn))]
-            except Exception as exc:
-                return [Failed(exc)]
+        single = len(steps) == 1  # no savepoint needed: its failure is the transaction's
         outcomes: list[Outcome] = []
         try:
             with self.write() as conn:
                 undo: list[Callable[[], None]] = conn.info[_UNDO]
                 published: list[object] = conn.info[_PUBLISHED]
                 for step in steps:
-                    kept = len(published)
-                    try:
-                        with conn.begin_nested():
-                            result = step(conn)
-                    except Exception as exc:
-                        del published[kept:]  # rolled back with its savepoint
-                        outcomes.append(Failed(exc))
+                    if single:
+                        outcomes.append(Done(step(conn)))
                     else:
-                        outcomes.append(Done(result))
+                        self._run_step(conn, step, published, outcomes)
                     if undo:  # a programming error: fail them all, and undo git with them
                         raise RuntimeError("a step of write_each must not change git")
                 if not any(isinstance(o, Done) for o in outcomes):
                     raise _NothingToCommit
+                self._require_transaction(conn)
         except _NothingToCommit:
             pass
         except Exception as exc:
@@ -184,6 +182,46 @@ class Database:
             outcomes = [o if isinstance(o, Failed) else Failed(exc) for o in outcomes]
             outcomes += [Failed(exc)] * (len(steps) - done)
         return outcomes
+
+    def _run_step(
+        self,
+        conn: Connection,
+        step: Callable[[Connection], Any],
+        published: list[object],
+        outcomes: list[Outcome],
+    ) -> None:
+        kept = len(published)
+        raised: Exception | None = None
+        try:
+            with conn.begin_nested():
+                try:
+                    result = step(conn)
+                except Exception as exc:
+                    raised = exc
+                    raise
+        except Exception as exc:
+            # The step's own error, not a failed ROLLBACK TO that followed it.
+            failure = raised or exc
+            del published[kept:]  # rolled back with its savepoint
+            outcomes.append(Failed(failure))
+            # Some errors end the whole transaction, not just the statement (SQLite: a
+            # full disk, an I/O error). The next SAVEPOINT would then begin a transaction
+            # of its own and its RELEASE commit it: the steps before would be lost yet
+            # reported done. So the batch fails here, all of it.
+            self._require_transaction(conn, failure)
+        else:
+            outcomes.append(Done(result))
+
+    def _require_transaction(self, conn: Connection, cause: Exception | None = None) -> None:
+        """Raise unless the write transaction of ``conn`` is still open and usable."""
+        dbapi = conn.connection.dbapi_connection
+        if self.is_sqlite:
+            intact = bool(getattr(dbapi, "in_transaction", False))
+        else:
+            status = getattr(getattr(dbapi, "info", None), "transaction_status", None)
+            intact = status == psycopg.pq.TransactionStatus.INTRANS
+        if not intact:
+            raise cause or RuntimeError("the write transaction ended before its COMMIT")
 
     @staticmethod
     def publish(conn: Connection, item: object) -> None:
