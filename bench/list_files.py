@@ -68,8 +68,10 @@ def populate_service(data: Path, count: int) -> None:
             )
             description = f"Op {rng.randrange(1, 60)} roughing + finishing, {rng.choice('ABC')}"
             vault.commit_upload(admin, name, upload, None, description, f"Add {name}")
-        for name in names[:: int(1 / LOCKED_SHARE)]:
-            vault._checkout(admin, name, "bench lock")
+        locked = names[:: int(1 / LOCKED_SHARE)]
+        vault.db.write_each(
+            [lambda conn, n=n: vault._checkout(conn, admin, n, "bench lock") for n in locked]
+        )
 
 
 def populate_core(data: Path, count: int, batch: int = 5_000) -> None:
